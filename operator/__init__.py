@@ -1,0 +1,1 @@
+"""Kopf operator for GongWebhook resources (import name: gong_operator)."""
