@@ -1,0 +1,75 @@
+"""Shared fixtures: the real local control plane from scripts/devcluster."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVCLUSTER = ROOT / "scripts" / "devcluster"
+
+
+@dataclass
+class Cluster:
+    """Handle on the running local control plane (admin identity)."""
+
+    kubeconfig: Path
+    bin_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.bin_dir / "kubectl"), *args],
+            env=self.env, input=input, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    def api_client(self):  # type: ignore[no-untyped-def]
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
+        return client.ApiClient(cfg)
+
+    def devcluster(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(DEVCLUSTER), *args], capture_output=True, text=True, check=True)
+
+
+def _cluster_env() -> tuple[Path, Path]:
+    out = subprocess.run([str(DEVCLUSTER), "env"], capture_output=True, text=True, check=True).stdout
+    kubeconfig = Path(re.search(r"export KUBECONFIG=(\S+)", out).group(1))  # type: ignore[union-attr]
+    bin_dir = Path(re.search(r'export PATH="([^:"]+):', out).group(1))  # type: ignore[union-attr]
+    return kubeconfig, bin_dir
+
+
+@pytest.fixture(scope="session")
+def cluster() -> Iterator[Cluster]:
+    was_up = subprocess.run([str(DEVCLUSTER), "status"], capture_output=True).returncode == 0
+    # Progress of a first build goes to the terminal (stderr is not captured).
+    subprocess.run([str(DEVCLUSTER), "up"], check=True, stdout=subprocess.DEVNULL)
+    kubeconfig, bin_dir = _cluster_env()
+    env = dict(os.environ, KUBECONFIG=str(kubeconfig), PATH=f"{bin_dir}:{os.environ['PATH']}")
+    yield Cluster(kubeconfig=kubeconfig, bin_dir=bin_dir, env=env)
+    # Leave a cluster the developer started running; stop the one this session started.
+    if not was_up and os.environ.get("KEEP_DEVCLUSTER") != "1":
+        subprocess.run([str(DEVCLUSTER), "down"], check=False)
+
+
+@pytest.fixture
+def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
+    name = f"t-{base}-{uuid.uuid4().hex[:6]}"
+    cluster.kubectl("create", "namespace", name)
+    yield name
+    cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
