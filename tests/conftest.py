@@ -42,6 +42,27 @@ class Cluster:
         config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
         return client.ApiClient(cfg)
 
+    def token_kubeconfig(self, token: str, path: Path) -> Path:
+        """A kubeconfig that authenticates only with `token` (no admin client certificate)."""
+        import yaml
+
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": admin["clusters"],
+            "users": [{"name": "token-user", "user": {"token": token}}],
+            "contexts": [{"name": "token", "context": {"cluster": admin["clusters"][0]["name"], "user": "token-user"}}],
+            "current-context": "token",
+        }
+        path.write_text(yaml.safe_dump(cfg))
+        path.chmod(0o600)
+        return path
+
+    def as_kubeconfig(self, kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """kubectl with another identity's kubeconfig."""
+        return self.kubectl(f"--kubeconfig={kubeconfig}", *args, check=check)
+
     def devcluster(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(DEVCLUSTER), *args], capture_output=True, text=True, check=True)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,11 +85,14 @@ def test_garbage_collector_removes_owned_child(cluster: Cluster, namespace: str)
     wait_until("child ConfigMap garbage-collected", gone, 30)
 
 
-def test_rbac_denies_serviceaccount_without_binding(cluster: Cluster, namespace: str) -> None:
+def test_rbac_denies_serviceaccount_without_binding(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
     cluster.kubectl("-n", namespace, "create", "serviceaccount", "nobody")
     token = cluster.kubectl("-n", namespace, "create", "token", "nobody", "--duration=10m").stdout.strip()
     assert token.count(".") == 2
-    proc = cluster.kubectl("--token", token, "-n", namespace, "get", "secrets", check=False)
+    kc = cluster.token_kubeconfig(token, tmp_path / "nobody.kubeconfig")
+    who = cluster.as_kubeconfig(kc, "auth", "whoami", "-o", "jsonpath={.status.userInfo.username}").stdout
+    assert who == f"system:serviceaccount:{namespace}:nobody"
+    proc = cluster.as_kubeconfig(kc, "-n", namespace, "get", "secrets", check=False)
     assert proc.returncode != 0
     assert "Forbidden" in proc.stderr and f"system:serviceaccount:{namespace}:nobody" in proc.stderr
     # the same call as admin works, so the 403 is RBAC, not a broken API
@@ -99,6 +103,6 @@ def test_rbac_denies_serviceaccount_without_binding(cluster: Cluster, namespace:
                     f"--serviceaccount={namespace}:nobody")
     wait_until(
         "rolebinding to take effect",
-        lambda: cluster.kubectl("--token", token, "-n", namespace, "get", "secrets", check=False).returncode == 0,
+        lambda: cluster.as_kubeconfig(kc, "-n", namespace, "get", "secrets", check=False).returncode == 0,
         15,
     )
