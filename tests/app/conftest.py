@@ -1,0 +1,147 @@
+"""Shared fixtures: one real redis-server and one fakesnow server per session; per-test
+isolation comes from a unique stream name and Snowflake schema."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from app_support import FakesnowServer, RedisServer, ThreadedServer
+
+from webhook_app.api import create_app
+from webhook_app.metrics import Metrics
+from webhook_app.settings import AppSettings, load_settings
+from webhook_app.testing.gong_sim import GongSigner, new_private_key, public_key_b64
+
+PUBLIC_URL = "https://hooks.example.com/webhooks/gong"
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    server = RedisServer(tmp_path_factory.mktemp("redis"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def fakesnow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakesnowServer]:
+    server = FakesnowServer(tmp_path_factory.mktemp("fakesnow"))
+    conn = server.connect(database=None)  # type: ignore[arg-type]
+    conn.cursor().execute("CREATE DATABASE IF NOT EXISTS SOPHIA_AI")
+    conn.close()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def gong_key() -> Any:
+    return new_private_key()
+
+
+@pytest.fixture(scope="session")
+def other_key() -> Any:
+    return new_private_key()
+
+
+@pytest.fixture(scope="session")
+def signer(gong_key: Any) -> GongSigner:
+    return GongSigner(gong_key, PUBLIC_URL)
+
+
+@pytest.fixture
+def app_env(
+    redis_server: RedisServer, fakesnow_server: FakesnowServer, gong_key: Any, other_key: Any
+) -> dict[str, str]:
+    """Environment for one test: its own stream and Snowflake schema, short loader timings."""
+    suffix = uuid.uuid4().hex[:10]
+    return {
+        "REDIS_URL": redis_server.url,
+        "REDIS_STREAM": f"gong:test:{suffix}",
+        "GONG_WEBHOOK_AUTH_MODE": "jwt",
+        # Two keys configured, as during a rotation: Gong's current key is the second one.
+        "GONG_WEBHOOK_PUBLIC_KEYS": public_key_b64(other_key) + "\n" + public_key_b64(gong_key),
+        "GONG_WEBHOOK_PUBLIC_URL": PUBLIC_URL,
+        "EVENT_SCOPE": "sales/gong-prod",
+        "SNOWFLAKE_ACCOUNT": "test-account",
+        "SNOWFLAKE_USER": "loader",
+        "SNOWFLAKE_PASSWORD": "sf-password-Zq81",
+        "SNOWFLAKE_DATABASE": "SOPHIA_AI",
+        "SNOWFLAKE_SCHEMA": f"GW_{suffix.upper()}",
+        "SNOWFLAKE_HOST": "localhost",
+        "SNOWFLAKE_PORT": str(fakesnow_server.port),
+        "SNOWFLAKE_PROTOCOL": "http",
+        "SNOWFLAKE_TIMEOUT_SECONDS": "10",
+        "LOADER_BLOCK_MS": "200",
+        "LOADER_CLAIM_IDLE_MS": "1000",
+        "LOADER_METRICS_PORT": "0",
+        "LOG_LEVEL": "INFO",
+    }
+
+
+@pytest.fixture
+def make_settings(app_env: dict[str, str]) -> Callable[..., AppSettings]:
+    def make(**overrides: str) -> AppSettings:
+        return load_settings({**app_env, **overrides})
+
+    return make
+
+
+class RunningApp:
+    def __init__(self, settings: AppSettings, run_loader: bool) -> None:
+        self.settings = settings
+        self.metrics = Metrics()
+        self.server = ThreadedServer(create_app(settings, self.metrics, run_loader=run_loader))
+        self.url = self.server.url
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def post(self, body: bytes, headers: dict[str, str], path: str = "/webhooks/gong") -> httpx.Response:
+        return self.client.post(path, content=body, headers=headers)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.stop()
+
+
+@pytest.fixture
+def start_app() -> Iterator[Callable[..., RunningApp]]:
+    apps: list[RunningApp] = []
+
+    def start(settings: AppSettings, run_loader: bool = True) -> RunningApp:
+        app = RunningApp(settings, run_loader)
+        apps.append(app)
+        return app
+
+    yield start
+    for app in apps:
+        app.stop()
+
+
+@pytest.fixture
+def sf_query(fakesnow_server: FakesnowServer) -> Iterator[Callable[..., list[tuple[Any, ...]]]]:
+    conn = fakesnow_server.connect()
+
+    def query(sql: str, params: Any = None) -> list[tuple[Any, ...]]:
+        cur = conn.cursor()
+        try:
+            cur.execute(sql, params)
+            return list(cur.fetchall())
+        except Exception as exc:
+            if "does not exist" in str(exc):
+                return []  # table not created yet by the loader
+            raise
+
+    yield query
+    conn.close()
+
+
+@pytest.fixture
+def event_count(sf_query: Callable[..., list[tuple[Any, ...]]]) -> Callable[[AppSettings], int]:
+    def count(settings: AppSettings) -> int:
+        rows = sf_query(f"SELECT COUNT(*) FROM SOPHIA_AI.{settings.snowflake_schema}.GONG_WEBHOOK_EVENTS")
+        return int(rows[0][0]) if rows else 0
+
+    return count
+

@@ -1,0 +1,316 @@
+"""Consumer-group loader: Redis stream → one idempotent MERGE per batch → XACK.
+
+Exactly-once comes from three rules: the MERGE is keyed by EVENT_ID (a redelivered event
+matches and inserts nothing), an entry is acknowledged only after its MERGE committed, and an
+entry is never acknowledged otherwise except by moving it to the dead-letter stream.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+import redis.asyncio as aioredis
+from redis.exceptions import RedisError, ResponseError
+
+from webhook_app import dlq, streams
+from webhook_app.metrics import Metrics
+from webhook_app.settings import AppSettings
+from webhook_app.snowflake_sink import EventRow, SinkError, SnowflakeSink
+
+log = logging.getLogger(__name__)
+
+# Above this many payload bytes a batch is split into several MERGEs: Snowflake caps the
+# size of one request's binds, and one huge statement holds the whole batch hostage.
+MAX_MERGE_BYTES = 8 * 1024 * 1024
+
+
+class EntryError(Exception):
+    """An entry that can never load as it is (undecodable fields)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    entry_id: str
+    fields: dict[bytes, bytes]
+
+
+def consumer_name() -> str:
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _timestamp(value: Any) -> str | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    # Without an offset the instant is ambiguous; Snowflake would apply the session time zone.
+    return parsed.isoformat() if parsed.tzinfo is not None else None
+
+
+def to_row(entry: Entry, event_scope: str) -> EventRow:
+    f = entry.fields
+    try:
+        event_id = f[b"event_id"].decode()
+        call_id = f[b"call_id"].decode()
+        doc = orjson.loads(f[b"body"])
+        received_at = f[b"received_at"].decode()
+    except (KeyError, UnicodeDecodeError, orjson.JSONDecodeError) as exc:
+        raise EntryError(f"undecodable stream entry: {type(exc).__name__}") from None
+    meta = (doc.get("callData") or {}).get("metaData") if isinstance(doc, dict) else None
+    meta = meta if isinstance(meta, dict) else {}
+    duration = meta.get("duration")
+    return EventRow(
+        event_id=event_id,
+        call_id=call_id,
+        event_scope=event_scope,
+        is_test=f.get(b"is_test") == b"1",
+        title=_text(meta.get("title")),
+        started=_timestamp(meta.get("started")),
+        duration_seconds=duration if isinstance(duration, int) and not isinstance(duration, bool) else None,
+        primary_user_id=_text(meta.get("primaryUserId")),
+        stream_entry_id=entry.entry_id,
+        received_at=received_at,
+        # Re-serialised: normalises duplicate keys, which Snowflake's PARSE_JSON rejects.
+        payload_json=orjson.dumps(doc).decode(),
+    )
+
+
+def _chunks(rows: Sequence[tuple[Entry, EventRow]]) -> list[list[tuple[Entry, EventRow]]]:
+    chunks: list[list[tuple[Entry, EventRow]]] = [[]]
+    size = 0
+    for item in rows:
+        n = len(item[1].payload_json)
+        if chunks[-1] and size + n > MAX_MERGE_BYTES:
+            chunks.append([])
+            size = 0
+        chunks[-1].append(item)
+        size += n
+    return chunks
+
+
+class Loader:
+    def __init__(
+        self,
+        settings: AppSettings,
+        client: aioredis.Redis,
+        sink: SnowflakeSink,
+        metrics: Metrics,
+        consumer: str | None = None,
+    ) -> None:
+        self._s = settings
+        self._redis = client
+        self._sink = sink
+        self._metrics = metrics
+        self._stream = settings.redis_stream
+        self.consumer = consumer or consumer_name()
+        self._claim_cursor = "0-0"
+        self._claim_interval = max(0.1, settings.loader_claim_idle_ms / 2000)
+
+    async def ensure_group(self) -> None:
+        for stream, group in self._groups():
+            try:
+                await self._redis.xgroup_create(stream, group, id="0", mkstream=True)
+            except ResponseError as exc:
+                if "BUSYGROUP" not in str(exc):
+                    raise
+
+    def _groups(self) -> list[tuple[str, str]]:
+        groups = [(self._stream, streams.LOADER_GROUP)]
+        if self._s.gong_enrichment_enabled:
+            groups.append((streams.enrich_stream(self._stream), streams.ENRICH_GROUP))
+        return groups
+
+    async def run(self, stop: asyncio.Event) -> None:
+        log.info("loader started", extra={"consumer": self.consumer, "stream": self._stream})
+        await self._until_ok(stop, self.ensure_group)
+        await self._until_ok(stop, lambda: asyncio.to_thread(self._sink.migrate))
+        next_claim = 0.0
+        while not stop.is_set():
+            try:
+                if time.monotonic() >= next_claim:
+                    next_claim = time.monotonic() + self._claim_interval
+                    claimed = await self.reclaim()
+                    if claimed:
+                        await self.process(claimed, stop)
+                        continue
+                entries = await self.read()
+                if entries:
+                    await self.process(entries, stop)
+            except RedisError as exc:
+                log.warning("redis unavailable, loader waits", extra={"error": type(exc).__name__})
+                await _sleep(stop, 1.0)
+        log.info("loader stopped", extra={"consumer": self.consumer})
+
+    async def _until_ok(self, stop: asyncio.Event, action: Any) -> None:
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await action()
+                return
+            except (RedisError, SinkError) as exc:
+                log.warning("loader start-up step failed, retrying", extra={"error": str(exc)[:300]})
+                await _sleep(stop, delay)
+                delay = min(delay * 2, 10.0)
+
+    async def read(self) -> list[Entry]:
+        reply: Any = await self._redis.xreadgroup(
+            streams.LOADER_GROUP, self.consumer, {self._stream: ">"},
+            count=self._s.loader_batch_size, block=self._s.loader_block_ms,
+        )
+        return [_entry(i, f) for _, items in reply or [] for i, f in items if f]
+
+    async def reclaim(self) -> list[Entry]:
+        """Take over entries idle longer than LOADER_CLAIM_IDLE_MS (a dead consumer's, or our own
+        failed ones); dead-letter those already delivered LOADER_MAX_DELIVERIES times."""
+        reply: Any = await self._redis.xautoclaim(
+            self._stream, streams.LOADER_GROUP, self.consumer, self._s.loader_claim_idle_ms,
+            start_id=self._claim_cursor, count=self._s.loader_batch_size,
+        )
+        cursor, items = reply[0], reply[1]
+        self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        entries = [_entry(i, f) for i, f in items if f]
+        if not entries:
+            return []
+        counts = await self._delivery_counts([e.entry_id for e in entries])
+        live: list[Entry] = []
+        for entry in entries:
+            deliveries = counts.get(entry.entry_id, 0)
+            if deliveries > self._s.loader_max_deliveries:
+                error: Any = await self._redis.hget(streams.errors_hash(self._stream), entry.entry_id)
+                reason = error.decode() if error else "no error recorded (consumer died while loading)"
+                await dlq.dead_letter(self._redis, self._stream, entry.entry_id, entry.fields, reason, deliveries)
+                self._metrics.dead_lettered.inc()
+                log.error(
+                    "event moved to dead-letter stream",
+                    extra={"entry_id": entry.entry_id, "deliveries": deliveries, "error": reason},
+                )
+            else:
+                live.append(entry)
+        return live
+
+    async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for entry_id in ids:
+                pipe.xpending_range(self._stream, streams.LOADER_GROUP, min=entry_id, max=entry_id, count=1)
+            replies = await pipe.execute()
+        counts: dict[str, int] = {}
+        for reply in replies:
+            for item in reply:
+                mid = item["message_id"]
+                counts[mid.decode() if isinstance(mid, bytes) else str(mid)] = int(item["times_delivered"])
+        return counts
+
+    async def process(self, entries: list[Entry], stop: asyncio.Event) -> None:
+        started = time.perf_counter()
+        rows: list[tuple[Entry, EventRow]] = []
+        for entry in entries:
+            try:
+                rows.append((entry, to_row(entry, self._s.event_scope)))
+            except EntryError as exc:
+                await self._record_failure([entry], str(exc))
+        # A MERGE source must not hold a key twice; later copies are acked with the first.
+        first: dict[str, tuple[Entry, EventRow]] = {}
+        extra: dict[str, list[Entry]] = {}
+        for entry, row in rows:
+            if row.event_id in first:
+                extra.setdefault(row.event_id, []).append(entry)
+            else:
+                first[row.event_id] = (entry, row)
+        for chunk in _chunks(list(first.values())):
+            if chunk:
+                await self._load(chunk, extra, stop)
+        self._metrics.loader_batch_seconds.observe(time.perf_counter() - started)
+
+    async def _load(
+        self, chunk: list[tuple[Entry, EventRow]], extra: dict[str, list[Entry]], stop: asyncio.Event
+    ) -> None:
+        delay = 0.5
+        while True:
+            try:
+                await asyncio.to_thread(self._sink.merge_events, [row for _, row in chunk])
+                break
+            except SinkError as exc:
+                kind = "transient" if exc.transient else "data"
+                self._metrics.snowflake_errors.labels(kind=kind).inc()
+                if not exc.transient:
+                    await self._isolate(chunk, extra, str(exc), stop)
+                    return
+                log.warning(
+                    "snowflake unavailable, holding batch",
+                    extra={"events": len(chunk), "error": str(exc)[:300], "retry_in": delay},
+                )
+                if stop.is_set():
+                    return  # left pending; another consumer (or our restart) reclaims it
+                await self._keep_claimed([e for e, _ in chunk])
+                await _sleep(stop, delay)
+                delay = min(delay * 2, 10.0)
+        self._metrics.loader_batch_size.observe(len(chunk))
+        acked = [e for e, _ in chunk] + [d for e, row in chunk for d in extra.get(row.event_id, [])]
+        await self._ack(acked, [row.call_id for _, row in chunk])
+
+    async def _isolate(
+        self, chunk: list[tuple[Entry, EventRow]], extra: dict[str, list[Entry]], error: str, stop: asyncio.Event
+    ) -> None:
+        """Snowflake refused the statement: split until the refused events are alone, so the
+        rest of the batch loads and only the culprits stay pending (and reach the DLQ)."""
+        if len(chunk) == 1:
+            entry, row = chunk[0]
+            await self._record_failure([entry, *extra.get(row.event_id, [])], error)
+            log.warning("event refused by snowflake", extra={"entry_id": entry.entry_id, "error": error[:300]})
+            return
+        mid = len(chunk) // 2
+        await self._load(chunk[:mid], extra, stop)
+        await self._load(chunk[mid:], extra, stop)
+
+    async def _record_failure(self, entries: list[Entry], error: str) -> None:
+        await self._redis.hset(
+            streams.errors_hash(self._stream), mapping={e.entry_id: error[:1000] for e in entries}
+        )
+
+    async def _keep_claimed(self, entries: list[Entry]) -> None:
+        # XCLAIM JUSTID resets the idle time without counting a delivery, so a batch held through
+        # a Snowflake outage is neither stolen by other loaders nor pushed towards the DLQ.
+        try:
+            await self._redis.xclaim(
+                self._stream, streams.LOADER_GROUP, self.consumer, 0, [e.entry_id for e in entries], justid=True
+            )
+        except RedisError:
+            pass  # best effort; if it fails another loader may reclaim, and the MERGE stays idempotent
+
+    async def _ack(self, entries: list[Entry], call_ids: list[str]) -> None:
+        ids = [e.entry_id for e in entries]
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xack(self._stream, streams.LOADER_GROUP, *ids)
+            pipe.xdel(self._stream, *ids)
+            pipe.hdel(streams.errors_hash(self._stream), *ids)
+            if self._s.gong_enrichment_enabled:
+                for call_id in call_ids:
+                    pipe.xadd(streams.enrich_stream(self._stream), {"call_id": call_id})
+            await pipe.execute()
+        self._metrics.loaded_events.inc(len(ids))
+
+
+def _entry(raw_id: Any, fields: dict[bytes, bytes]) -> Entry:
+    return Entry(raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id), fields)
+
+
+async def _sleep(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except TimeoutError:
+        pass

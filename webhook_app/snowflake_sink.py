@@ -1,0 +1,243 @@
+"""Idempotent writes into Snowflake through the (synchronous) Python connector.
+
+Callers run these methods in a worker thread. Every write is a single multi-row MERGE whose
+source is ``SELECT … PARSE_JSON(columnN) … FROM VALUES (…), (…)``: real Snowflake refuses
+PARSE_JSON inside VALUES, and a MERGE whose source holds a key twice fails, so callers hand
+over batches that are already de-duplicated.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import snowflake.connector
+from cryptography.hazmat.primitives import serialization
+from snowflake.connector import errors as sf_errors
+
+from webhook_app.settings import AppSettings
+
+log = logging.getLogger(__name__)
+
+EVENTS_TABLE = "GONG_WEBHOOK_EVENTS"
+TRANSCRIPTS_TABLE = "GONG_CALL_TRANSCRIPTS"
+
+_EVENTS_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{EVENTS_TABLE} (
+  EVENT_ID VARCHAR NOT NULL PRIMARY KEY,
+  CALL_ID VARCHAR NOT NULL,
+  EVENT_SCOPE VARCHAR,
+  IS_TEST BOOLEAN,
+  TITLE VARCHAR,
+  STARTED TIMESTAMP_TZ,
+  DURATION_SECONDS NUMBER(38,0),
+  PRIMARY_USER_ID VARCHAR,
+  STREAM_ENTRY_ID VARCHAR,
+  RECEIVED_AT TIMESTAMP_TZ,
+  LOADED_AT TIMESTAMP_TZ,
+  PAYLOAD VARIANT
+)"""
+
+_TRANSCRIPTS_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{TRANSCRIPTS_TABLE} (
+  CALL_ID VARCHAR NOT NULL PRIMARY KEY,
+  FETCHED_AT TIMESTAMP_TZ,
+  TRANSCRIPT VARIANT
+)"""
+
+
+class SinkError(Exception):
+    """A Snowflake statement failed. ``transient`` tells whether retrying the same rows may succeed."""
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    event_id: str
+    call_id: str
+    event_scope: str
+    is_test: bool
+    title: str | None
+    started: str | None
+    duration_seconds: int | None
+    primary_user_id: str | None
+    stream_entry_id: str
+    received_at: str
+    payload_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class TranscriptRow:
+    call_id: str
+    fetched_at: str
+    transcript_json: str
+
+
+def load_private_key(pem: str) -> bytes:
+    """PKCS#8 DER bytes, the form the connector's ``private_key`` accepts."""
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+def _classify(exc: Exception) -> SinkError:
+    # ProgrammingError/DataError/IntegrityError mean Snowflake parsed the request and refused
+    # it: the same rows will fail again. Everything else (network, login, server down) may pass
+    # on a retry. The message keeps the Snowflake error code and text, never bound values' source.
+    transient = not isinstance(
+        exc, sf_errors.ProgrammingError | sf_errors.DataError | sf_errors.IntegrityError
+    ) or getattr(exc, "errno", None) in (390114, 390112)  # session/master token expired
+    text = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
+    return SinkError(f"{type(exc).__name__}: {text}", transient=transient)
+
+
+class SnowflakeSink:
+    def __init__(self, settings: AppSettings) -> None:
+        self._settings = settings
+        self._conn: Any = None
+        self._fq = f"{settings.snowflake_database}.{settings.snowflake_schema}"
+
+    def _connect_kwargs(self) -> dict[str, Any]:
+        s = self._settings
+        assert s.snowflake_account is not None and s.snowflake_user is not None
+        kwargs: dict[str, Any] = {
+            "account": s.snowflake_account.get_secret_value(),
+            "user": s.snowflake_user.get_secret_value(),
+            "warehouse": s.snowflake_warehouse,
+            "database": s.snowflake_database,
+            "schema": s.snowflake_schema,
+            "paramstyle": "qmark",  # server-side binding: payloads travel as binds, not SQL text
+            "autocommit": True,
+            "login_timeout": s.snowflake_timeout_seconds,
+            "network_timeout": s.snowflake_timeout_seconds,
+            "socket_timeout": s.snowflake_timeout_seconds,
+            "application": "gong-webhook-operator",
+        }
+        if s.snowflake_private_key is not None:
+            kwargs["private_key"] = load_private_key(s.snowflake_private_key.get_secret_value())
+        elif s.snowflake_password is not None:
+            kwargs["password"] = s.snowflake_password.get_secret_value()
+        if s.snowflake_role:
+            kwargs["role"] = s.snowflake_role
+        if s.snowflake_host:
+            kwargs["host"] = s.snowflake_host
+        if s.snowflake_port:
+            kwargs["port"] = s.snowflake_port
+        kwargs["protocol"] = s.snowflake_protocol
+        return kwargs
+
+    def _cursor(self) -> Any:
+        if self._conn is None:
+            try:
+                self._conn = snowflake.connector.connect(**self._connect_kwargs())
+            except Exception as exc:
+                err = _classify(exc)
+                # A refused login is as retryable as a network error: credentials may be rotated.
+                raise SinkError(str(err), transient=True) from None
+            try:
+                self._migrate(self._conn.cursor())
+            except Exception as exc:
+                self.close()
+                raise SinkError(str(_classify(exc)), transient=True) from None
+        return self._conn.cursor()
+
+    def _migrate(self, cur: Any) -> None:
+        try:
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self._fq}")
+        except sf_errors.ProgrammingError:
+            # Only a missing database gets here; creating it needs a privilege the app's role
+            # usually lacks in production, so it is the fallback, not the first step.
+            cur.execute(f"CREATE DATABASE IF NOT EXISTS {self._settings.snowflake_database}")
+            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self._fq}")
+        cur.execute(_EVENTS_DDL.format(fq=self._fq))
+        cur.execute(_TRANSCRIPTS_DDL.format(fq=self._fq))
+
+    def migrate(self) -> None:
+        """Create schema and tables if missing (also done on every new connection)."""
+        self._run(lambda cur: None)
+
+    def _run(self, action: Any) -> Any:
+        cur = self._cursor()
+        try:
+            return action(cur)
+        except Exception as exc:
+            err = _classify(exc)
+            if err.transient:
+                self.close()
+            raise err from None
+        finally:
+            try:
+                cur.close()
+            except Exception:  # noqa: S110 - closing a broken cursor may fail; the error that matters is raised above
+                pass
+
+    def merge_events(self, rows: Sequence[EventRow]) -> int:
+        if not rows:
+            return 0
+        values = ",".join(["(?,?,?,?,?,?,?,?,?,?,?)"] * len(rows))
+        # The only interpolations are validated identifiers and placeholders; values are bound.
+        sql = f"""MERGE INTO {self._fq}.{EVENTS_TABLE} t
+USING (
+  SELECT column1 AS EVENT_ID, column2 AS CALL_ID, column3 AS EVENT_SCOPE, column4 AS IS_TEST,
+         column5 AS TITLE, column6::TIMESTAMP_TZ AS STARTED, column7 AS DURATION_SECONDS,
+         column8 AS PRIMARY_USER_ID, column9 AS STREAM_ENTRY_ID, column10::TIMESTAMP_TZ AS RECEIVED_AT,
+         PARSE_JSON(column11) AS PAYLOAD
+  FROM VALUES {values}
+) s
+ON t.EVENT_ID = s.EVENT_ID
+WHEN NOT MATCHED THEN INSERT
+  (EVENT_ID, CALL_ID, EVENT_SCOPE, IS_TEST, TITLE, STARTED, DURATION_SECONDS, PRIMARY_USER_ID,
+   STREAM_ENTRY_ID, RECEIVED_AT, LOADED_AT, PAYLOAD)
+VALUES
+  (s.EVENT_ID, s.CALL_ID, s.EVENT_SCOPE, s.IS_TEST, s.TITLE, s.STARTED, s.DURATION_SECONDS,
+   s.PRIMARY_USER_ID, s.STREAM_ENTRY_ID, s.RECEIVED_AT, CURRENT_TIMESTAMP(), s.PAYLOAD)"""  # noqa: S608
+        params: list[Any] = []
+        for r in rows:
+            params.extend((
+                r.event_id, r.call_id, r.event_scope, r.is_test, r.title, r.started, r.duration_seconds,
+                r.primary_user_id, r.stream_entry_id, r.received_at, r.payload_json,
+            ))
+
+        def action(cur: Any) -> int:
+            cur.execute(sql, params)
+            row = cur.fetchone()
+            return int(row[0]) if row else 0
+
+        inserted: int = self._run(action)
+        return inserted
+
+    def merge_transcripts(self, rows: Sequence[TranscriptRow]) -> int:
+        if not rows:
+            return 0
+        values = ",".join(["(?,?,?)"] * len(rows))
+        # A transcript fetched later is at least as complete, so a re-fetch replaces the old one.
+        sql = f"""MERGE INTO {self._fq}.{TRANSCRIPTS_TABLE} t
+USING (
+  SELECT column1 AS CALL_ID, column2::TIMESTAMP_TZ AS FETCHED_AT, PARSE_JSON(column3) AS TRANSCRIPT
+  FROM VALUES {values}
+) s
+ON t.CALL_ID = s.CALL_ID
+WHEN MATCHED THEN UPDATE SET FETCHED_AT = s.FETCHED_AT, TRANSCRIPT = s.TRANSCRIPT
+WHEN NOT MATCHED THEN INSERT (CALL_ID, FETCHED_AT, TRANSCRIPT) VALUES (s.CALL_ID, s.FETCHED_AT, s.TRANSCRIPT)"""  # noqa: S608
+        params: list[Any] = []
+        for r in rows:
+            params.extend((r.call_id, r.fetched_at, r.transcript_json))
+
+        def action(cur: Any) -> int:
+            cur.execute(sql, params)
+            return len(rows)
+
+        merged: int = self._run(action)
+        return merged
+
+    def close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            try:
+                conn.close()
+            except Exception:  # noqa: S110 - the connection is already broken; dropping it is the point
+                pass

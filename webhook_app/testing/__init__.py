@@ -1,0 +1,1 @@
+"""Helpers that behave like Gong's side, for tests, the local demo and benchmarks."""
