@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextvars
 import logging
 import sys
+import threading
 import traceback
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -51,6 +52,14 @@ class JsonFormatter(logging.Formatter):
         return text
 
 
+def _thread_exception(args: threading.ExceptHookArgs) -> None:
+    if args.exc_type is SystemExit:
+        return
+    exc_info = (args.exc_type, args.exc_value or args.exc_type(), args.exc_traceback)
+    name = args.thread.name if args.thread else "?"
+    logging.getLogger("webhook_app.thread").error("exception in thread %s", name, exc_info=exc_info)
+
+
 def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonFormatter(secrets))
@@ -64,5 +73,10 @@ def setup_logging(level: str = "INFO", secrets: Iterable[str] = ()) -> None:
     # The connector and httpx log URLs and request details at INFO/DEBUG; keep them quiet.
     for noisy in ("snowflake.connector", "httpx", "httpcore", "botocore", "urllib3"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+    for noisiest in ("snowflake.connector.vendored", "snowflake.connector.network"):
+        logging.getLogger(noisiest).setLevel(logging.ERROR)
+    # Exceptions in library threads (the connector's abort timers) would otherwise go to stderr
+    # raw, bypassing the JSON format and the redaction.
+    threading.excepthook = _thread_exception
     # uvicorn's access log prints raw paths, which in url-key mode contain the secret.
     logging.getLogger("uvicorn.access").disabled = True

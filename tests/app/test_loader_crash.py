@@ -1,0 +1,69 @@
+"""Must-show 4: SIGKILL of the loader mid-batch, then a restart → every event exactly once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import orjson
+import redis
+from app_support import AppProcess, wait_for
+
+from webhook_app.enqueue import Enqueuer, Event
+from webhook_app.redis_conn import make_client
+from webhook_app.testing.gong_sim import call_payload
+
+N = 400
+
+
+async def _enqueue(settings, n: int) -> None:
+    client = make_client(settings)
+    enq = Enqueuer(client, settings.redis_stream, settings.dedup_ttl_seconds)
+    for i in range(n):
+        call_id = f"{i:06d}"
+        assert await enq.enqueue(Event(
+            settings.event_id(call_id), call_id, False, "2026-11-28T10:00:00+00:00", "rid",
+            orjson.dumps(call_payload(call_id)),
+        ))
+    await client.aclose()
+
+
+def test_sigkill_mid_batch_then_restart_loads_each_event_once(
+    app_env, make_settings, redis_server, sf_query, event_count, tmp_path
+):
+    settings = make_settings()
+
+    # The events were accepted (same Lua enqueue the API uses) before any loader runs.
+    asyncio.run(_enqueue(settings, N))
+    env = {**app_env, "LOADER_BATCH_SIZE": "50", "LOADER_CLAIM_IDLE_MS": "500"}
+    r = redis_server.client()
+
+    first = AppProcess("gong-webhook-loader", env, ["run"], log=tmp_path / "loader1.log")
+
+    # Kill as soon as some rows are committed and a batch is delivered but not acknowledged.
+    def mid_batch() -> bool:
+        try:
+            info = r.xpending(settings.redis_stream, "snowflake-loader")
+        except redis.ResponseError:  # the loader has not created its group yet
+            return False
+        return bool(info["pending"] > 0 and event_count(settings) > 0)
+
+    wait_for(mid_batch, 60, 0.005, "a loaded batch and a batch in flight")
+    first.kill()
+    loaded_at_kill = event_count(settings)
+    pending_at_kill = r.xpending(settings.redis_stream, "snowflake-loader")["pending"]
+    assert 0 < loaded_at_kill < N, first.output()
+    assert pending_at_kill > 0
+
+    second = AppProcess("gong-webhook-loader", env, ["run"], log=tmp_path / "loader2.log")
+    try:
+        wait_for(lambda: event_count(settings) >= N and r.xlen(settings.redis_stream) == 0, 90, 0.25,
+                 "all events loaded after restart")
+        time.sleep(1.0)
+    finally:
+        second.stop()
+    table = f"SOPHIA_AI.{settings.snowflake_schema}.GONG_WEBHOOK_EVENTS"
+    total, distinct = sf_query(f"SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM {table}")[0]
+    assert (total, distinct) == (N, N)
+    assert r.xpending(settings.redis_stream, "snowflake-loader")["pending"] == 0
+    assert r.xlen(f"{settings.redis_stream}:dlq") == 0
