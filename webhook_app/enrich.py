@@ -24,6 +24,8 @@ from webhook_app.snowflake_sink import SinkError, SnowflakeSink, TranscriptRow
 
 log = logging.getLogger(__name__)
 
+ENRICH_CLAIM_IDLE_MS = 120_000
+
 
 class Enricher:
     def __init__(
@@ -54,9 +56,11 @@ class Enricher:
                 await _sleep(stop, 1.0)
 
     async def _next_batch(self) -> list[tuple[str, str]]:
-        # Entries a dead enricher left behind come first.
+        # Entries a dead enricher left behind come first. A live enricher can hold an entry for a
+        # long time while it waits for a rate-limit token, so the idle threshold is much longer
+        # than the loader's: stealing it would spend API budget on a second fetch.
         claimed: Any = await self._redis.xautoclaim(
-            self._stream, streams.ENRICH_GROUP, self.consumer, self._s.loader_claim_idle_ms,
+            self._stream, streams.ENRICH_GROUP, self.consumer, max(self._s.loader_claim_idle_ms, ENRICH_CLAIM_IDLE_MS),
             start_id="0-0", count=self._s.gong_enrichment_batch_size,
         )
         items = claimed[1]

@@ -1,0 +1,118 @@
+"""Must-show 7: two loader processes with enrichment on stay under the Gong API stand-in's rate
+limit (a shared Redis token bucket), and every transcript lands in GONG_CALL_TRANSCRIPTS.
+Also: 429 answers are honoured (Retry-After) by everyone sharing the bucket."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from app_support import AppProcess, free_port, wait_for
+
+from webhook_app.gong_client import GongClient
+from webhook_app.metrics import Metrics
+from webhook_app.rate_limit import RedisTokenBucket
+from webhook_app.redis_conn import make_client
+from webhook_app.testing.gong_api_standin import GongApiStandIn
+from webhook_app.testing.gong_sim import call_payload
+
+ACCESS_KEY = "gong-access-key-1234"
+ACCESS_SECRET = "gong-access-secret-5678"
+
+
+@pytest.fixture
+def standin():
+    servers = []
+
+    def start(rate: float, burst: int, page_size: int = 100) -> tuple[GongApiStandIn, str]:
+        server = GongApiStandIn(ACCESS_KEY, ACCESS_SECRET, rate_per_second=rate, burst=burst, page_size=page_size)
+        url = server.start(free_port())
+        servers.append(server)
+        return server, url
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def test_two_loaders_with_enrichment_respect_the_rate_limit(
+    app_env, make_settings, start_app, signer, standin, sf_query, event_count, tmp_path
+):
+    api, api_url = standin(rate=4.0, burst=4)
+    env = {
+        **app_env, "GONG_ENRICHMENT_ENABLED": "true", "GONG_API_BASE_URL": api_url,
+        "GONG_API_KEY": ACCESS_KEY, "GONG_API_SECRET": ACCESS_SECRET,
+        "GONG_API_RATE_LIMIT": "3", "GONG_API_BURST_LIMIT": "3",
+        # One call per request, so the number of requests (not their size) is what is limited.
+        "GONG_ENRICHMENT_BATCH_SIZE": "1", "LOADER_BATCH_SIZE": "5",
+    }
+    settings = make_settings(**env)
+    ingest = start_app(settings, run_loader=False)
+    loaders = [AppProcess("gong-webhook-loader", env, ["run"], log=tmp_path / f"loader{i}.log") for i in range(2)]
+    n = 16
+    try:
+        for i in range(n):
+            assert ingest.post(*signer.signed(call_payload(f"8800{i:02d}"))).status_code == 202
+        table = f"SOPHIA_AI.{settings.snowflake_schema}.GONG_CALL_TRANSCRIPTS"
+
+        def transcripts() -> int:
+            rows = sf_query(f"SELECT COUNT(*) FROM {table}")
+            return int(rows[0][0]) if rows else 0
+
+        wait_for(lambda: transcripts() >= n, 60, 0.25, "all transcripts")
+    finally:
+        for loader in loaders:
+            assert loader.stop() == 0, loader.output()
+    assert api.log.throttled == [], "a loader exceeded the Gong API rate limit"
+    assert api.log.unauthorised == 0
+    assert len(api.log.requests) == n
+    span = api.log.requests[-1] - api.log.requests[0]
+    assert span >= (n - 3) / 3 - 0.5  # burst 3, then 3/s: the bucket really paced the calls
+    rows = sf_query(
+        f"SELECT CALL_ID, TRANSCRIPT[0]:sentences[0]:text::string FROM {table} ORDER BY CALL_ID"
+    )
+    assert [r[0] for r in rows] == [f"8800{i:02d}" for i in range(n)]
+    assert rows[0][1] == "Thanks for joining call 880000."
+    assert event_count(settings) == n
+    for loader in loaders:
+        assert '"level":"ERROR"' not in loader.output()
+
+
+async def test_429_retry_after_is_honoured_by_everyone_sharing_the_bucket(make_settings, standin):
+    api, api_url = standin(rate=2.0, burst=2, page_size=3)
+    settings = make_settings()
+    client = make_client(settings)
+    metrics = Metrics()
+    # Deliberately looser than the stand-in, so Gong's 429 is what slows the clients down.
+    bucket = RedisTokenBucket(client, f"{settings.redis_stream}:bucket", 50.0, 50)
+    gongs = [GongClient(api_url, ACCESS_KEY, ACCESS_SECRET, bucket, metrics) for _ in range(3)]
+    try:
+        ids = [[f"{k}{i}" for i in range(7)] for k in range(3)]  # 7 ids, page size 3 → 3 pages each
+        results = await asyncio.gather(*(g.transcripts(c) for g, c in zip(gongs, ids, strict=True)))
+    finally:
+        for g in gongs:
+            await g.close()
+        await client.aclose()
+    for got, wanted in zip(results, ids, strict=True):
+        assert sorted(got) == sorted(wanted)
+    assert api.log.throttled, "the test needs at least one 429 to mean anything"
+    throttled_metric = metrics.gong_api_throttled._value.get()
+    assert throttled_metric == len(api.log.throttled)
+    arrivals = sorted(api.log.requests + [t for t, _ in api.log.throttled])
+    for t, wait in api.log.throttled:
+        quiet_until = t + max(1, wait) - 0.1
+        # Requests already in flight may land right after the 429; nothing new may follow until Retry-After.
+        assert not [a for a in arrivals if t + 0.2 < a < quiet_until], (t, wait)
+
+
+async def test_token_bucket_paces_calls(make_settings):
+    settings = make_settings()
+    client = make_client(settings)
+    bucket = RedisTokenBucket(client, f"{settings.redis_stream}:bucket2", 10.0, 2)
+    try:
+        waits = [await bucket.try_acquire() for _ in range(3)]
+    finally:
+        await client.aclose()
+    assert waits[0] == 0 and waits[1] == 0
+    assert 0 < waits[2] <= 0.11  # third call must wait for one token at 10/s
+
