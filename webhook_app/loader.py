@@ -85,8 +85,9 @@ def to_row(entry: Entry, event_scope: str) -> EventRow:
         primary_user_id=_text(meta.get("primaryUserId")),
         stream_entry_id=entry.entry_id,
         received_at=received_at,
-        # Re-serialised: normalises duplicate keys, which Snowflake's PARSE_JSON rejects.
-        payload_json=orjson.dumps(doc).decode(),
+        # The bytes Gong signed, unchanged: re-serialising would round integers beyond 64 bits
+        # and reformat numbers. (The API already refused bodies that are not UTF-8 JSON.)
+        payload_json=f[b"body"].decode(),
     )
 
 
