@@ -38,7 +38,7 @@ class JsonFormatter(logging.Formatter):
         if request_id:
             entry["request_id"] = request_id
         for key, value in record.__dict__.items():
-            if key not in _STANDARD and key != "request_id":
+            if key not in _STANDARD and key not in ("request_id", "color_message"):
                 entry[key] = value
         if record.exc_info:
             entry["exc"] = "".join(traceback.format_exception(*record.exc_info)).rstrip()

@@ -67,3 +67,8 @@ class Metrics:
         self.transcripts_loaded = Counter(
             "gong_webhook_transcripts_loaded_total", "Call transcripts merged into Snowflake.", registry=r,
         )
+        # Known label values start at 0, so rate() and absent-series alerts work from the first scrape.
+        for outcome in ("accepted", "duplicate", "rejected"):
+            self.events.labels(outcome=outcome)
+        for kind in ("transient", "data"):
+            self.snowflake_errors.labels(kind=kind)
