@@ -30,7 +30,7 @@ from webhook_app.jwt_verify import JwtVerifier, VerificationError, verify_url_ke
 from webhook_app.logging_setup import request_id_var
 from webhook_app.metrics import Metrics
 from webhook_app.public_keys import parse_public_keys, parse_public_url
-from webhook_app.redis_conn import make_client
+from webhook_app.redis_conn import make_client, warn_if_not_durable
 from webhook_app.settings import AppSettings
 
 log = logging.getLogger("webhook_app.api")
@@ -150,8 +150,8 @@ class RequestContext:
         finally:
             route = _route_label(scope["path"])
             self.metrics.http_requests.labels(route=route, status=str(status)).inc()
-            if route != contract.METRICS_PATH:
-                log.info(
+            if route != contract.METRICS_PATH and log.isEnabledFor(logging.DEBUG):
+                log.debug(
                     "request",
                     extra={
                         "method": scope["method"], "route": route, "status": status,
@@ -184,6 +184,7 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.redis = make_client(settings)
         state.enqueuer = Enqueuer(state.redis, settings.redis_stream, settings.dedup_ttl_seconds)
+        await warn_if_not_durable(state.redis)
         if with_loader:
             from webhook_app.worker import run_loader as run_worker
 

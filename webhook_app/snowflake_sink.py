@@ -84,13 +84,20 @@ def load_private_key(pem: str) -> bytes:
     )
 
 
+# Refusals that concern the whole table or session rather than particular rows: a dropped
+# table, a revoked grant, a suspended warehouse, an expired session. Treating them as row errors
+# would push every event into the dead-letter stream; instead the loader waits (and reconnects,
+# which re-runs the idempotent DDL).
+_SYSTEMIC_ERRNOS = frozenset({2003, 3001, 606, 604, 390112, 390114})
+
+
 def _classify(exc: Exception) -> SinkError:
     # ProgrammingError/DataError/IntegrityError mean Snowflake parsed the request and refused
     # it: the same rows will fail again. Everything else (network, login, server down) may pass
-    # on a retry. The message keeps the Snowflake error code and text, never bound values' source.
+    # on a retry. The message keeps the Snowflake error code and text.
     transient = not isinstance(
         exc, sf_errors.ProgrammingError | sf_errors.DataError | sf_errors.IntegrityError
-    ) or getattr(exc, "errno", None) in (390114, 390112)  # session/master token expired
+    ) or getattr(exc, "errno", None) in _SYSTEMIC_ERRNOS
     text = str(exc).splitlines()[0][:500] if str(exc) else type(exc).__name__
     return SinkError(f"{type(exc).__name__}: {text}", transient=transient)
 
