@@ -1,0 +1,408 @@
+"""Desired child manifests: one pure function per kind, spec in, plain dict out.
+
+Nothing here talks to Kubernetes. Builders emit exactly the fields the operator owns (server-side
+apply removes fields the operator stops sending) and never emit ``None``; each manifest carries the
+ownerReference (controller=true) to its GongWebhook and the ``app.kubernetes.io/*`` labels.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from gong_operator import spec as s
+from gong_operator.hashing import stable_hash
+
+from webhook_app import contract
+
+MANAGER = "gong-webhook-operator"
+APP_NAME = "gong-webhook"
+HASH_ANNOTATION = f"{s.GROUP}/config-hash"
+DESIRED_HASH_ANNOTATION = f"{s.GROUP}/desired-hash"
+PORT_NAME = "http"
+
+Manifest = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Owner:
+    name: str
+    namespace: str
+    uid: str
+
+    @classmethod
+    def from_body(cls, body: Mapping[str, Any]) -> Owner:
+        meta = body["metadata"]
+        return cls(name=meta["name"], namespace=meta["namespace"], uid=meta["uid"])
+
+    def reference(self) -> dict[str, Any]:
+        return {
+            "apiVersion": s.API_VERSION,
+            "kind": s.KIND,
+            "name": self.name,
+            "uid": self.uid,
+            "controller": True,
+            "blockOwnerDeletion": True,
+        }
+
+
+def config_name(owner: Owner) -> str:
+    return f"{owner.name}-config"
+
+
+def credentials_name(owner: Owner) -> str:
+    return f"{owner.name}-credentials"
+
+
+def selector_labels(owner: Owner) -> dict[str, str]:
+    return {"app.kubernetes.io/name": APP_NAME, "app.kubernetes.io/instance": owner.name}
+
+
+def labels(owner: Owner) -> dict[str, str]:
+    return {
+        **selector_labels(owner),
+        "app.kubernetes.io/component": "webhook",
+        "app.kubernetes.io/part-of": "gong-webhook-operator",
+        "app.kubernetes.io/managed-by": MANAGER,
+    }
+
+
+def _meta(owner: Owner, name: str, *, extra_labels: Mapping[str, str] | None = None,
+          annotations: Mapping[str, str] | None = None) -> dict[str, Any]:
+    meta: dict[str, Any] = {
+        "name": name,
+        "namespace": owner.namespace,
+        "labels": {**(extra_labels or {}), **labels(owner)},
+        "ownerReferences": [owner.reference()],
+    }
+    if annotations:
+        meta["annotations"] = dict(annotations)
+    return meta
+
+
+def finalize(manifest: Manifest) -> Manifest:
+    """Stamp the hash of the desired manifest, so removed fields are noticed without a diff engine."""
+    digest = stable_hash(manifest)[:20]
+    meta = manifest["metadata"]
+    meta["annotations"] = {**meta.get("annotations", {}), DESIRED_HASH_ANNOTATION: digest}
+    return manifest
+
+
+# ----------------------------------------------------------------------------- config & secret
+
+
+def config_data(spec: s.GongWebhookSpec) -> dict[str, str]:
+    """The app's non-sensitive settings, keyed by the names in webhook_app.contract."""
+    derived: dict[str, str] = {
+        contract.HOST: "0.0.0.0",
+        contract.PORT: str(contract.CONTAINER_PORT),
+        contract.LOG_LEVEL: spec.log_level,
+        contract.REDIS_URL: spec.redis.url,
+        contract.REDIS_STREAM: spec.redis.stream,
+        contract.GONG_API_BASE_URL: spec.gong.api_base_url,
+        contract.GONG_API_RATE_LIMIT: repr(spec.gong.rate_limit),
+        contract.GONG_API_BURST_LIMIT: str(spec.gong.burst),
+        contract.GONG_WEBHOOK_AUTH_MODE: spec.gong.auth_mode,
+        contract.GONG_ENRICHMENT_ENABLED: "true" if spec.gong.enrichment_enabled else "false",
+        contract.SNOWFLAKE_WAREHOUSE: spec.snowflake.warehouse,
+        contract.SNOWFLAKE_DATABASE: spec.snowflake.database,
+        contract.SNOWFLAKE_SCHEMA: spec.snowflake.schema_,
+    }
+    if spec.gong.public_url:
+        derived[contract.GONG_WEBHOOK_PUBLIC_URL] = spec.gong.public_url
+    if spec.snowflake.role:
+        derived[contract.SNOWFLAKE_ROLE] = spec.snowflake.role
+    extra = {k: v for k, v in spec.extra_config.items() if k in contract.CONFIG_KEYS and k not in derived}
+    return {k: v for k, v in {**extra, **derived}.items() if k in contract.CONFIG_KEYS}
+
+
+def configmap(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+    return finalize({
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": _meta(owner, config_name(owner)),
+        "data": config_data(spec),
+    })
+
+
+def credentials_secret(owner: Owner, data: Mapping[str, bytes]) -> Manifest:
+    # The desired-hash covers base64 values; it is a SHA-256 and reveals nothing.
+    return finalize({
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": _meta(owner, credentials_name(owner)),
+        "type": "Opaque",
+        "data": {k: base64.b64encode(v).decode() for k, v in sorted(data.items())},
+    })
+
+
+# ----------------------------------------------------------------------------- workload
+
+
+def deployment(spec: s.GongWebhookSpec, owner: Owner, *, content_hash: str) -> Manifest:
+    sel = selector_labels(owner)
+    pod = spec.pod
+    pod_labels = {**pod.labels, **labels(owner)}
+    annotations = {**pod.annotations, HASH_ANNOTATION: content_hash}
+    env_from: list[dict[str, Any]] = [
+        {"configMapRef": {"name": config_name(owner)}},
+        {"secretRef": {"name": credentials_name(owner)}},
+        *({"configMapRef": {"name": n}} for n in pod.env_from_config_maps),
+    ]
+    probe_common = {"periodSeconds": 10, "timeoutSeconds": 3, "failureThreshold": 3}
+    container: dict[str, Any] = {
+        "name": "webhook",
+        "image": spec.image,
+        "imagePullPolicy": spec.image_pull_policy,
+        "ports": [{"name": PORT_NAME, "containerPort": contract.CONTAINER_PORT, "protocol": "TCP"}],
+        "envFrom": env_from,
+        "resources": {
+            "requests": {"cpu": spec.resources.requests.cpu, "memory": spec.resources.requests.memory},
+            "limits": {"cpu": spec.resources.limits.cpu, "memory": spec.resources.limits.memory},
+        },
+        "livenessProbe": {"httpGet": {"path": contract.HEALTH_PATH, "port": PORT_NAME},
+                          "initialDelaySeconds": 10, **probe_common},
+        "readinessProbe": {"httpGet": {"path": contract.READY_PATH, "port": PORT_NAME},
+                           "initialDelaySeconds": 2, **probe_common},
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "readOnlyRootFilesystem": True,
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "capabilities": {"drop": ["ALL"]},
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "volumeMounts": [{"name": "tmp", "mountPath": "/tmp"}],  # noqa: S108 - an emptyDir, not a shared /tmp
+    }
+    pod_spec: dict[str, Any] = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "affinity": {
+            "podAntiAffinity": {
+                "preferredDuringSchedulingIgnoredDuringExecution": [
+                    {"weight": 100,
+                     "podAffinityTerm": {"topologyKey": "kubernetes.io/hostname",
+                                         "labelSelector": {"matchLabels": sel}}}
+                ]
+            }
+        },
+        "terminationGracePeriodSeconds": 30,
+        "containers": [container],
+        "volumes": [{"name": "tmp", "emptyDir": {}}],
+    }
+    if pod.service_account_name:
+        pod_spec["serviceAccountName"] = pod.service_account_name
+    if pod.node_selector:
+        pod_spec["nodeSelector"] = dict(pod.node_selector)
+    if pod.tolerations:
+        pod_spec["tolerations"] = [t.model_dump(by_alias=True, exclude_none=True) for t in pod.tolerations]
+    if pod.priority_class_name:
+        pod_spec["priorityClassName"] = pod.priority_class_name
+    dep_spec: dict[str, Any] = {
+        "revisionHistoryLimit": 5,
+        "selector": {"matchLabels": sel},
+        "strategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1}},
+        "template": {"metadata": {"labels": pod_labels, "annotations": annotations}, "spec": pod_spec},
+    }
+    if not spec.autoscaling.enabled:
+        dep_spec["replicas"] = 0 if spec.suspend else spec.effective_replicas
+    return finalize({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": _meta(owner, owner.name),
+        "spec": dep_spec,
+    })
+
+
+def service(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+    svc: dict[str, Any] = {
+        "type": spec.service.type,
+        "selector": selector_labels(owner),
+        "ports": [{"name": PORT_NAME, "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        "sessionAffinity": spec.service.session_affinity,
+    }
+    return finalize({
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": _meta(owner, owner.name, annotations=spec.service.annotations),
+        "spec": svc,
+    })
+
+
+def ingress(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+    ing = spec.ingress
+    annotations = {**ing.annotations, "nginx.ingress.kubernetes.io/limit-rps": str(ing.rate_limit_rps)}
+    body: dict[str, Any] = {
+        "rules": [{
+            "host": ing.host,
+            "http": {"paths": [{
+                "path": ing.path,
+                "pathType": "Prefix",
+                "backend": {"service": {"name": owner.name, "port": {"name": PORT_NAME}}},
+            }]},
+        }],
+    }
+    if ing.class_name:
+        body["ingressClassName"] = ing.class_name
+    if ing.tls_secret_name:
+        body["tls"] = [{"hosts": [ing.host], "secretName": ing.tls_secret_name}]
+    return finalize({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "Ingress",
+        "metadata": _meta(owner, owner.name, annotations=annotations),
+        "spec": body,
+    })
+
+
+def hpa(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+    a = spec.autoscaling
+
+    def util(resource: str, pct: int) -> dict[str, Any]:
+        return {"type": "Resource",
+                "resource": {"name": resource, "target": {"type": "Utilization", "averageUtilization": pct}}}
+
+    return finalize({
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(owner, owner.name),
+        "spec": {
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": owner.name},
+            "minReplicas": a.min_replicas,
+            "maxReplicas": a.max_replicas,
+            "metrics": [util("cpu", a.target_cpu_utilization_percentage),
+                        util("memory", a.target_memory_utilization_percentage)],
+            "behavior": {
+                "scaleUp": {
+                    "stabilizationWindowSeconds": 0,
+                    "selectPolicy": "Max",
+                    "policies": [
+                        {"type": "Percent", "value": a.scale_up.percent, "periodSeconds": a.scale_up.period_seconds},
+                        {"type": "Pods", "value": a.scale_up.pods, "periodSeconds": a.scale_up.period_seconds},
+                    ],
+                },
+                "scaleDown": {
+                    "stabilizationWindowSeconds": a.scale_down.stabilization_window_seconds,
+                    "selectPolicy": "Max",
+                    "policies": [{"type": "Percent", "value": a.scale_down.percent,
+                                  "periodSeconds": a.scale_down.period_seconds}],
+                },
+            },
+        },
+    })
+
+
+def _ns_peers(names: list[str]) -> list[dict[str, Any]]:
+    return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}} for n in names]
+
+
+def network_policy(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+    np = spec.network_policy
+    peers = _ns_peers(list(dict.fromkeys([*np.ingress_namespaces, *np.monitoring_namespaces])))
+    ingress_rules: list[dict[str, Any]] = []
+    if peers:
+        ingress_rules.append({"from": peers, "ports": [{"protocol": "TCP", "port": contract.CONTAINER_PORT}]})
+    egress: list[dict[str, Any]] = []
+    if np.allow_dns:
+        egress.append({"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]})
+    egress.append({"ports": [{"protocol": "TCP", "port": np.redis_port}]})
+    if np.allow_https:
+        egress.append({"ports": [{"protocol": "TCP", "port": 443}]})
+    body: dict[str, Any] = {
+        "podSelector": {"matchLabels": selector_labels(owner)},
+        "policyTypes": ["Ingress", "Egress"],
+        "egress": egress,
+    }
+    if ingress_rules:
+        body["ingress"] = ingress_rules
+    return finalize({
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": _meta(owner, owner.name),
+        "spec": body,
+    })
+
+
+def pdb(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+    return finalize({
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(owner, owner.name),
+        "spec": {"minAvailable": spec.disruption_budget.min_available,
+                 "selector": {"matchLabels": selector_labels(owner)}},
+    })
+
+
+def service_monitor(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+    sm = spec.monitoring.service_monitor
+    return finalize({
+        "apiVersion": "monitoring.coreos.com/v1",
+        "kind": "ServiceMonitor",
+        "metadata": _meta(owner, owner.name, extra_labels=sm.labels),
+        "spec": {
+            "selector": {"matchLabels": selector_labels(owner)},
+            "namespaceSelector": {"matchNames": [owner.namespace]},
+            "endpoints": [{"port": PORT_NAME, "path": contract.METRICS_PATH, "interval": sm.interval,
+                           "scrapeTimeout": sm.scrape_timeout}],
+        },
+    })
+
+
+# ----------------------------------------------------------------------------- the set
+
+
+OPTIONAL_KINDS = ("Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor")
+
+
+def endpoint(spec: s.GongWebhookSpec, owner: Owner) -> str:
+    """The URL Gong must call."""
+    if spec.gong.public_url:
+        return str(spec.gong.public_url)
+    if spec.ingress.enabled and spec.ingress.host:
+        scheme = "https" if spec.ingress.tls_secret_name else "http"
+        return f"{scheme}://{spec.ingress.host}{contract.WEBHOOK_PATH}"
+    port = "" if spec.service.port == 80 else f":{spec.service.port}"
+    return f"http://{owner.name}.{owner.namespace}.svc{port}{contract.WEBHOOK_PATH}"
+
+
+def wanted_optional(spec: s.GongWebhookSpec, *, service_monitor_served: bool) -> dict[str, bool]:
+    """Which optional kinds the spec asks for (ServiceMonitor only when its CRD is served)."""
+    return {
+        "Ingress": spec.ingress.enabled,
+        "HorizontalPodAutoscaler": spec.autoscaling.enabled,
+        "NetworkPolicy": spec.network_policy.enabled,
+        "PodDisruptionBudget": spec.disruption_budget.enabled,
+        "ServiceMonitor": spec.monitoring.service_monitor.enabled and service_monitor_served,
+    }
+
+
+def desired_children(
+    spec: s.GongWebhookSpec,
+    owner: Owner,
+    *,
+    secret_data: Mapping[str, bytes] | None,
+    content_hash: str,
+    service_monitor_served: bool,
+) -> list[Manifest]:
+    """Every child the spec asks for. Without synced credentials (``secret_data is None``) the workload
+    trio (ConfigMap, Secret, Deployment) is left out, so running pods are left exactly as they were."""
+    out: list[Manifest] = []
+    if secret_data is not None:
+        out += [configmap(spec, owner), credentials_secret(owner, secret_data),
+                deployment(spec, owner, content_hash=content_hash)]
+    out.append(service(spec, owner))
+    want = wanted_optional(spec, service_monitor_served=service_monitor_served)
+    builders = {"Ingress": ingress, "HorizontalPodAutoscaler": hpa, "NetworkPolicy": network_policy,
+                "PodDisruptionBudget": pdb, "ServiceMonitor": service_monitor}
+    for kind in OPTIONAL_KINDS:
+        if want[kind]:
+            out.append(builders[kind](spec, owner))
+    return out

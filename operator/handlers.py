@@ -1,0 +1,274 @@
+"""Kopf wiring: watch events feed a coalescing work queue; workers run one reconcile per key.
+
+Kopf owns the watches (GongWebhooks, the owned child kinds, Secrets), peering, liveness and login.
+The handlers only translate events into queue keys; every write happens in
+:meth:`gong_operator.reconcile.Reconciler.reconcile`, one object at a time, in worker threads.
+No change-detecting handlers, timers or daemons are used, so Kopf never adds a finalizer or
+annotations to a GongWebhook: deleting one is left to the garbage collector.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import kopf
+from gong_operator import children as ch
+from gong_operator import kube as k
+from gong_operator import metrics
+from gong_operator import spec as s
+from gong_operator.reconcile import Outcome, Reconciler
+from gong_operator.settings import OperatorSettings
+from gong_operator.workqueue import WorkQueue
+
+log = logging.getLogger("gong_operator.handlers")
+
+Key = tuple[str, str]
+MANAGED_SELECTOR = {"app.kubernetes.io/managed-by": ch.MANAGER}
+OWNED_RESOURCES: tuple[tuple[str, str, str], ...] = (
+    ("", "v1", "configmaps"),
+    ("", "v1", "services"),
+    ("apps", "v1", "deployments"),
+    ("networking.k8s.io", "v1", "ingresses"),
+    ("networking.k8s.io", "v1", "networkpolicies"),
+    ("autoscaling", "v2", "horizontalpodautoscalers"),
+    ("policy", "v1", "poddisruptionbudgets"),
+)
+CLUSTER_PEERING = k.Kind("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings")
+NS_PEERING = k.Kind("kopf.dev/v1", "KopfPeering", "kopfpeerings")
+
+
+def peer_is_active(status: Mapping[str, Any], *, identity: str, priority: int, now: dt.datetime) -> bool:
+    """Kopf's rule: a replica runs only if no other live peer has an equal or higher priority."""
+    for other, info in status.items():
+        if other == identity or not isinstance(info, Mapping):
+            continue
+        try:
+            seen = dt.datetime.fromisoformat(str(info.get("lastseen")))
+        except ValueError:
+            continue
+        if seen.tzinfo is None:
+            seen = seen.replace(tzinfo=dt.UTC)
+        alive = seen + dt.timedelta(seconds=int(info.get("lifetime", 60))) > now
+        if alive and int(info.get("priority", 0)) >= priority:
+            return False
+    return True
+
+
+class PeeringGate:
+    """Whether this replica is the active one. Watch events already stop when Kopf pauses; this gate
+    also stops the resync loop and queued retries of a paused replica."""
+
+    def __init__(self, kube: k.Kube, settings: OperatorSettings, identity: str, *, ttl: float = 5.0) -> None:
+        self.kube = kube
+        self.settings = settings
+        self.identity = identity
+        self.ttl = ttl
+        self._cache: dict[str, tuple[float, bool]] = {}
+
+    def active(self, namespace: str) -> bool:
+        if self.settings.standalone:
+            return True
+        scope = "" if self.settings.clusterwide else namespace
+        hit = self._cache.get(scope)
+        if hit and time.monotonic() - hit[0] < self.ttl:
+            return hit[1]
+        try:
+            if self.settings.clusterwide:
+                obj = self.kube.request("GET", f"/apis/kopf.dev/v1/clusterkopfpeerings/{self.settings.peering_name}")
+            else:
+                obj = self.kube.get(NS_PEERING, namespace, self.settings.peering_name)
+        except k.KubeError:
+            obj = None
+        result = obj is not None and peer_is_active(
+            (obj or {}).get("status") or {}, identity=self.identity, priority=self.settings.priority,
+            now=dt.datetime.now(dt.UTC))
+        self._cache[scope] = (time.monotonic(), result)
+        metrics.ACTIVE.set(1 if result else 0)
+        return result
+
+
+class Controller:
+    def __init__(self, reconciler: Reconciler, settings: OperatorSettings,
+                 gate: Callable[[str], bool]) -> None:
+        self.reconciler = reconciler
+        self.settings = settings
+        self.gate = gate
+        self.queue: WorkQueue[Key] = WorkQueue()
+        self.known: dict[Key, int] = {}
+        self.sources: dict[Key, set[Key]] = {}
+        self.failures: dict[Key, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        for i in range(self.settings.workers):
+            self._tasks.append(asyncio.create_task(self._worker(), name=f"gong-worker-{i}"))
+        self._tasks.append(asyncio.create_task(self._resync(), name="gong-resync"))
+
+    async def stop(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    # ------------------------------------------------------------------ event intake
+
+    def on_gongwebhook(self, event_type: str | None, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        key = (str(meta.get("namespace")), str(meta.get("name")))
+        if event_type == "DELETED":
+            self.forget(key)
+            return
+        generation = int(meta.get("generation", 0))
+        previous = self.known.get(key)
+        self.known[key] = generation
+        metrics.MANAGED.set(len(self.known))
+        self._remember_sources(key, body.get("spec") or {})
+        if previous is None:
+            self.queue.add(key, "resume" if event_type is None else "created")
+        elif previous != generation or meta.get("deletionTimestamp"):
+            self.queue.add(key, "spec")
+
+    def on_child(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        for ref in meta.get("ownerReferences") or []:
+            if ref.get("controller") and ref.get("kind") == s.KIND and ref.get("apiVersion") == s.API_VERSION:
+                self.queue.add((str(meta.get("namespace")), str(ref.get("name"))), "child")
+
+    def on_secret(self, body: Mapping[str, Any]) -> None:
+        meta = body.get("metadata", {})
+        if (meta.get("labels") or {}).get("app.kubernetes.io/managed-by") == ch.MANAGER:
+            self.on_child(body)
+        for key in sorted(self.sources.get((str(meta.get("namespace")), str(meta.get("name"))), ())):
+            self.queue.add(key, "secret")
+
+    def forget(self, key: Key) -> None:
+        self.known.pop(key, None)
+        self.failures.pop(key, None)
+        self.queue.forget(key)
+        for watchers in self.sources.values():
+            watchers.discard(key)
+        metrics.MANAGED.set(len(self.known))
+
+    def _remember_sources(self, key: Key, spec: Mapping[str, Any]) -> None:
+        secrets = spec.get("secrets") or {}
+        found: set[Key] = set()
+        ref = secrets.get("sourceRef") or {}
+        if ref.get("name"):
+            found.add((str(ref.get("namespace") or key[0]), str(ref["name"])))
+        esc_ref = (secrets.get("pulumiEsc") or {}).get("accessTokenSecretRef") or {}
+        if esc_ref.get("name"):
+            found.add((key[0], str(esc_ref["name"])))
+        self._set_sources(key, found)
+
+    def _set_sources(self, key: Key, found: set[Key]) -> None:
+        for src, watchers in list(self.sources.items()):
+            if src not in found:
+                watchers.discard(key)
+                if not watchers:
+                    del self.sources[src]
+        for src in found:
+            self.sources.setdefault(src, set()).add(key)
+
+    # ------------------------------------------------------------------ loops
+
+    async def _resync(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.resync_seconds)
+            for key in list(self.known):
+                self.queue.add(key, "resync")
+
+    async def _worker(self) -> None:
+        while True:
+            key, trigger = await self.queue.get()
+            metrics.QUEUE_DEPTH.set(len(self.queue))
+            try:
+                await self._process(key, trigger)
+            finally:
+                self.queue.done(key)
+
+    async def _process(self, key: Key, trigger: str) -> None:
+        if not await asyncio.to_thread(self.gate, key[0]):
+            log.debug("not the active peer; skipping %s/%s", *key)
+            return
+        try:
+            outcome: Outcome = await asyncio.to_thread(self.reconciler.reconcile, *key)
+        except Exception as e:  # an unexpected bug must not kill the worker
+            log.error("reconcile of %s/%s crashed: %s", key[0], key[1], type(e).__name__, exc_info=True)
+            metrics.RECONCILES.labels(trigger=trigger, result="error").inc()
+            metrics.RECONCILE_ERRORS.labels(stage="crash").inc()
+            self._retry(key)
+            return
+        if outcome.gone:
+            metrics.RECONCILES.labels(trigger=trigger, result="gone").inc()
+            self.forget(key)
+            return
+        self._set_sources(key, set(outcome.secret_sources))
+        if outcome.error:
+            metrics.RECONCILES.labels(trigger=trigger, result="error").inc()
+            self._retry(key)
+            return
+        metrics.RECONCILES.labels(trigger=trigger, result="success").inc()
+        self.failures.pop(key, None)
+        if outcome.requeue_after:
+            self.queue.add_after(key, outcome.requeue_after, "refresh")
+
+    def _retry(self, key: Key) -> None:
+        n = self.failures.get(key, 0) + 1
+        self.failures[key] = n
+        delay = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (n - 1))
+        self.queue.add_after(key, delay * (0.8 + 0.4 * random.random()), "retry")  # noqa: S311 - jitter
+
+
+def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
+    """Kopf's own settings object, spelled out."""
+    ks = kopf.OperatorSettings()
+    ks.posting.enabled = False  # the operator posts its own Events; Kopf's would echo log lines
+    ks.scanning.disabled = True  # no CRD/namespace watching: no cluster-wide read on CRDs/namespaces needed
+    ks.networking.request_timeout = settings.api_timeout_seconds * 2
+    ks.watching.server_timeout = 300
+    ks.peering.standalone = settings.standalone
+    ks.peering.name = settings.peering_name
+    ks.peering.priority = settings.priority
+    ks.peering.mandatory = not settings.standalone
+    ks.peering.clusterwide = settings.clusterwide
+    return ks
+
+
+def register(registry: kopf.OperatorRegistry, controller: Controller, settings: OperatorSettings) -> None:
+    """Attach the watch handlers to an explicit registry (no module-level global state)."""
+
+    @kopf.on.login(registry=registry)
+    def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
+        # In-cluster ServiceAccount token or $KUBECONFIG, via the official client (client certs too).
+        return kopf.login_via_client(**kwargs)
+
+    @kopf.on.startup(registry=registry)
+    async def _startup(**_: Any) -> None:
+        controller.start()
+
+    @kopf.on.cleanup(registry=registry)
+    async def _cleanup(**_: Any) -> None:
+        await controller.stop()
+
+    @kopf.on.event(s.GROUP, s.VERSION, s.PLURAL, registry=registry)
+    async def _gongwebhook(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:
+        controller.on_gongwebhook(event.get("type"), body)
+
+    for group, version, plural in OWNED_RESOURCES:
+
+        @kopf.on.event(group, version, plural, labels=MANAGED_SELECTOR, registry=registry,
+                       id=f"child-{plural}")
+        async def _child(body: Mapping[str, Any], **_: Any) -> None:
+            controller.on_child(body)
+
+    @kopf.on.event("", "v1", "secrets", registry=registry)
+    async def _secret(body: Mapping[str, Any], **_: Any) -> None:
+        controller.on_secret(body)

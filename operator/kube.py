@@ -1,0 +1,172 @@
+"""A small synchronous Kubernetes REST client on top of the official client's ApiClient.
+
+Only what the operator needs: GET, server-side apply, DELETE, merge-patch of status and scale, POST of
+Events and a served-API check. Every write is counted in :mod:`gong_operator.metrics`. Errors become
+:class:`KubeError` carrying the HTTP status and the API server's *message* (never a request body).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass
+from typing import Any
+
+from gong_operator import metrics
+from kubernetes import client, config
+
+
+@dataclass(frozen=True)
+class Kind:
+    api_version: str
+    kind: str
+    plural: str
+
+    @property
+    def group(self) -> str:
+        return self.api_version.split("/")[0] if "/" in self.api_version else ""
+
+    def base(self) -> str:
+        return f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
+
+    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
+        out = f"{self.base()}/namespaces/{namespace}/{self.plural}"
+        if name:
+            out += f"/{name}"
+        if subresource:
+            out += f"/{subresource}"
+        return out
+
+
+CONFIGMAP = Kind("v1", "ConfigMap", "configmaps")
+SECRET = Kind("v1", "Secret", "secrets")
+SERVICE = Kind("v1", "Service", "services")
+EVENT = Kind("v1", "Event", "events")
+DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments")
+INGRESS = Kind("networking.k8s.io/v1", "Ingress", "ingresses")
+NETWORKPOLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
+HPA = Kind("autoscaling/v2", "HorizontalPodAutoscaler", "horizontalpodautoscalers")
+PDB = Kind("policy/v1", "PodDisruptionBudget", "poddisruptionbudgets")
+SERVICEMONITOR = Kind("monitoring.coreos.com/v1", "ServiceMonitor", "servicemonitors")
+
+KINDS: dict[str, Kind] = {
+    k.kind: k for k in (CONFIGMAP, SECRET, SERVICE, DEPLOYMENT, INGRESS, NETWORKPOLICY, HPA, PDB, SERVICEMONITOR)
+}
+
+
+class KubeError(Exception):
+    def __init__(self, status: int, reason: str, message: str) -> None:
+        super().__init__(f"{status} {reason}: {message}")
+        self.status = status
+        self.reason = reason
+        self.message = message
+
+
+def load_api_client() -> client.ApiClient:
+    cfg = client.Configuration()
+    try:
+        config.load_incluster_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    except config.ConfigException:
+        config.load_kube_config(client_configuration=cfg)  # type: ignore[no-untyped-call]
+    return client.ApiClient(cfg)
+
+
+class Kube:
+    def __init__(self, api: client.ApiClient, *, field_manager: str, timeout: float = 30.0) -> None:
+        self.api = api
+        self.field_manager = field_manager
+        self.timeout = timeout
+
+    # -------------------------------------------------------------- transport
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: dict[str, str] | None = None,
+        body: Any = None,
+        content_type: str | None = None,
+        resource: str = "",
+    ) -> Any:
+        headers = {"Accept": "application/json"}
+        if content_type:
+            headers["Content-Type"] = content_type
+        if query:
+            path = path + "?" + urllib.parse.urlencode(query)
+        m, url, hdrs, b, _ = self.api.param_serialize(
+            method=method, resource_path=path, header_params=headers, body=body, auth_settings=["BearerToken"]
+        )
+        if method != "GET":
+            metrics.API_WRITES.labels(verb=method if content_type != APPLY else "APPLY", resource=resource).inc()
+        resp = self.api.call_api(m, url, header_params=hdrs, body=b, _request_timeout=self.timeout)
+        data: bytes = resp.read()  # type: ignore[no-untyped-call]
+        if not 200 <= resp.status < 300:
+            message = ""
+            reason = resp.reason or ""
+            try:
+                parsed = json.loads(data)
+                message = str(parsed.get("message", ""))
+                reason = str(parsed.get("reason", reason))
+            except (ValueError, AttributeError):
+                message = ""
+            raise KubeError(resp.status, reason, message)
+        return json.loads(data) if data else None
+
+    # -------------------------------------------------------------- verbs
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+        try:
+            out: dict[str, Any] = self.request("GET", kind.path(namespace, name))
+        except KubeError as e:
+            if e.status == 404:
+                return None
+            raise
+        return out
+
+    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager, forcing conflicts."""
+        kind = KINDS[manifest["kind"]]
+        meta = manifest["metadata"]
+        out: dict[str, Any] = self.request(
+            "PATCH",
+            kind.path(meta["namespace"], meta["name"]),
+            query={"fieldManager": self.field_manager, "force": "true"},
+            body=manifest,
+            content_type=APPLY,
+            resource=kind.plural,
+        )
+        return out
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> bool:
+        try:
+            self.request("DELETE", kind.path(namespace, name), body={"propagationPolicy": "Background"},
+                         content_type="application/json", resource=kind.plural)
+        except KubeError as e:
+            if e.status == 404:
+                return False
+            raise
+        return True
+
+    def merge_patch(self, kind: Kind, namespace: str, name: str, patch: dict[str, Any],
+                    subresource: str | None = None) -> Any:
+        return self.request("PATCH", kind.path(namespace, name, subresource), body=patch,
+                            content_type="application/merge-patch+json",
+                            resource=kind.plural + (f"/{subresource}" if subresource else ""))
+
+    def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> Any:
+        return self.request("POST", kind.path(namespace), body=body, content_type="application/json",
+                            resource=kind.plural)
+
+    def served(self, kind: Kind) -> bool:
+        """Whether the API server serves this kind now (e.g. a CRD installed after the operator)."""
+        try:
+            listing = self.request("GET", kind.base())
+        except KubeError as e:
+            if e.status in (404, 503):
+                return False
+            raise
+        return any(r.get("name") == kind.plural for r in (listing or {}).get("resources", []))
+
+
+APPLY = "application/apply-patch+yaml"

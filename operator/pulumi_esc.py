@@ -1,0 +1,110 @@
+"""Read credentials from a Pulumi ESC environment through ESC's REST API.
+
+Flow (Pulumi Cloud REST API, "Open Environment" then "Read Open Environment"):
+
+    POST {apiUrl}/api/esc/environments/{org}/{project}/{env}/open?duration=…  -> {"id": "<session>"}
+    GET  {apiUrl}/api/esc/environments/{org}/{project}/{env}/open/{session}   -> {"properties": {...}}
+
+with ``Authorization: token <access token>`` and ``Accept: application/vnd.pulumi+8``. Property values
+come wrapped as ``{"value": …, "secret": bool, "trace": …}`` at every level; they are unwrapped. Keys
+are taken from ``environmentVariables`` when the environment defines that object (ESC's convention),
+else from the top-level string properties. Only this stand-in-tested subset of the API is used.
+Values are cached per GongWebhook for ``spec.secrets.refreshInterval``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import time
+import urllib.parse
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from gong_operator import spec as s
+
+
+class EscError(Exception):
+    def __init__(self, status: int, safe_message: str) -> None:
+        super().__init__(safe_message)
+        self.status = status
+        self.safe_message = safe_message
+
+
+def unwrap(value: Any) -> Any:
+    """Turn ESC's Value tree into plain JSON values."""
+    if isinstance(value, dict) and "value" in value and set(value) <= {"value", "secret", "unknown", "trace"}:
+        return unwrap(value["value"])
+    if isinstance(value, dict):
+        return {k: unwrap(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [unwrap(v) for v in value]
+    return value
+
+
+def to_credentials(properties: dict[str, Any]) -> dict[str, bytes]:
+    plain = unwrap(properties)
+    source = plain.get("environmentVariables") if isinstance(plain.get("environmentVariables"), dict) else plain
+    out: dict[str, bytes] = {}
+    for key, value in source.items():
+        if isinstance(value, str):
+            out[key] = value.encode()
+        elif isinstance(value, (int, float, bool)):
+            out[key] = json.dumps(value).encode()
+    return out
+
+
+def parse_duration(text: str) -> float:
+    units = {"ms": 0.001, "s": 1, "m": 60, "h": 3600}
+    return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", text))
+
+
+class EscSource:
+    """ESC client with a per-environment cache (keyed by everything that selects the values)."""
+
+    def __init__(self, *, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout
+        self.clock = clock
+        self._cache: dict[tuple[str, ...], tuple[float, dict[str, bytes]]] = {}
+        self._lock = threading.Lock()
+
+    def read(self, cfg: s.PulumiEscSpec, token: str, *, max_age: float = 0.0) -> dict[str, bytes]:
+        key = (cfg.api_url, cfg.organization, cfg.project, cfg.environment, str(hash(token)))
+        now = self.clock()
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit and now - hit[0] < max_age:
+                return hit[1]
+        values = self._fetch(cfg, token)
+        with self._lock:
+            self._cache[key] = (now, values)
+        return values
+
+    def _fetch(self, cfg: s.PulumiEscSpec, token: str) -> dict[str, bytes]:
+        q = urllib.parse.quote
+        base = (f"{cfg.api_url.rstrip('/')}/api/esc/environments/"
+                f"{q(cfg.organization, safe='')}/{q(cfg.project, safe='')}/{q(cfg.environment, safe='')}")
+        headers = {"Authorization": f"token {token}", "Accept": "application/vnd.pulumi+8",
+                   "Content-Type": "application/json"}
+        try:
+            with httpx.Client(timeout=self.timeout) as http:
+                opened = http.post(f"{base}/open", params={"duration": "2h"}, headers=headers)
+                if opened.status_code != 200:
+                    raise EscError(opened.status_code, f"open environment returned HTTP {opened.status_code}")
+                session = opened.json().get("id")
+                if not isinstance(session, str) or not session:
+                    raise EscError(502, "open environment returned no session id")
+                read = http.get(f"{base}/open/{q(session, safe='')}", headers=headers)
+                if read.status_code != 200:
+                    raise EscError(read.status_code, f"read open environment returned HTTP {read.status_code}")
+                body = read.json()
+        except httpx.HTTPError as e:
+            raise EscError(0, f"cannot reach Pulumi ESC API: {type(e).__name__}") from None
+        except ValueError:
+            raise EscError(502, "Pulumi ESC API returned invalid JSON") from None
+        properties = body.get("properties") if isinstance(body, dict) else None
+        if not isinstance(properties, dict):
+            raise EscError(502, "read open environment returned no properties")
+        return to_credentials(properties)

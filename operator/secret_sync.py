@@ -1,0 +1,105 @@
+"""Credential sync: read the source (a Secret or a Pulumi ESC environment), check the required keys.
+
+The result carries values only in ``data`` (bytes, never logged); everything meant for humans —
+``reason`` and ``message`` — names keys, never values.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gong_operator import spec as s
+from gong_operator.pulumi_esc import EscError, EscSource, parse_duration
+
+from webhook_app import contract
+
+# SecretsSynced reasons.
+SYNCED = "Synced"
+SOURCE_MISSING = "SourceMissing"
+KEYS_MISSING = "KeysMissing"
+ACCESS_TOKEN_MISSING = "AccessTokenMissing"  # noqa: S105 - a condition reason
+ESC_ERROR = "PulumiEscError"
+SOURCE_INVALID = "SourceInvalid"
+
+
+@dataclass(frozen=True)
+class SyncResult:
+    ok: bool
+    reason: str
+    message: str
+    source: str  # "secret" | "pulumiEsc"
+    data: Mapping[str, bytes] | None = field(default=None, repr=False)
+    missing: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        """Short text for the SECRETS printer column."""
+        if self.ok:
+            return SYNCED
+        if self.missing:
+            return f"{self.reason}: {','.join(self.missing)}"
+        return self.reason
+
+
+def decode_secret_data(secret: Mapping[str, Any]) -> dict[str, bytes]:
+    out: dict[str, bytes] = {}
+    for key, value in (secret.get("data") or {}).items():
+        try:
+            out[key] = base64.b64decode(value, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+    return out
+
+
+def check(data: Mapping[str, bytes], required: tuple[str, ...], *, source: str, where: str) -> SyncResult:
+    """Keep the contract's credential keys; fail naming the required ones that are absent or empty."""
+    kept = {k: v for k, v in data.items() if k in contract.SECRET_KEYS}
+    missing = tuple(k for k in required if not kept.get(k))
+    if missing:
+        return SyncResult(False, KEYS_MISSING, f"{where} lacks required keys: {', '.join(missing)}", source,
+                          missing=missing)
+    return SyncResult(True, SYNCED, f"{len(kept)} keys synced from {where}", source, data=kept)
+
+
+SecretGetter = Callable[[str, str], Mapping[str, Any] | None]
+
+
+def sync_from_secret(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter) -> SyncResult:
+    ref = spec.secrets.source_ref
+    assert ref is not None
+    ns = ref.namespace or namespace
+    where = f"Secret {ns}/{ref.name}"
+    secret = get_secret(ns, ref.name)
+    if secret is None:
+        return SyncResult(False, SOURCE_MISSING, f"{where} not found", "secret")
+    return check(decode_secret_data(secret), spec.required_secret_keys, source="secret", where=where)
+
+
+def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource) -> SyncResult:
+    cfg = spec.secrets.pulumi_esc
+    assert cfg is not None
+    tok_ref = cfg.access_token_secret_ref
+    token_secret = get_secret(namespace, tok_ref.name)
+    token = decode_secret_data(token_secret or {}).get(tok_ref.key)
+    if not token:
+        return SyncResult(False, ACCESS_TOKEN_MISSING,
+                          f"access token Secret {namespace}/{tok_ref.name} key {tok_ref.key} not found", "pulumiEsc")
+    where = f"Pulumi ESC environment {cfg.organization}/{cfg.project}/{cfg.environment}"
+    try:
+        values = esc.read(cfg, token.decode(), max_age=parse_duration(spec.secrets.refresh_interval))
+    except EscError as e:
+        reason = SOURCE_MISSING if e.status == 404 else ESC_ERROR
+        return SyncResult(False, reason, f"{where}: {e.safe_message}", "pulumiEsc")
+    return check(values, spec.required_secret_keys, source="pulumiEsc", where=where)
+
+
+def sync(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource) -> SyncResult:
+    if spec.secrets.source_ref is not None:
+        return sync_from_secret(spec, namespace, get_secret)
+    if spec.secrets.pulumi_esc is not None:
+        return sync_from_esc(spec, namespace, get_secret, esc)
+    return SyncResult(False, SOURCE_INVALID, "spec.secrets names no source", "none")

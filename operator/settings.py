@@ -1,0 +1,29 @@
+"""Operator settings: one explicit object, built from the CLI (and environment), passed everywhere."""
+
+from __future__ import annotations
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class OperatorSettings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="GONG_OPERATOR_", frozen=True)
+
+    namespaces: tuple[str, ...] = Field((), description="Namespaces to serve; empty means all (cluster-wide).")
+    field_manager: str = Field("gong-webhook-operator", description="Server-side apply field manager.")
+    resync_seconds: float = Field(60.0, gt=0, description="Re-reconcile every object at least this often.")
+    workers: int = Field(2, ge=1, le=32, description="Concurrent reconciles (never two for one object).")
+    retry_base_seconds: float = Field(1.0, gt=0, description="First retry delay after a failed reconcile.")
+    retry_max_seconds: float = Field(60.0, gt=0, description="Longest retry delay.")
+    metrics_port: int = Field(8080, ge=0, le=65535, description="Prometheus port (0: off).")
+    liveness_endpoint: str | None = Field("http://0.0.0.0:8081/healthz", description="Kopf liveness endpoint.")
+    standalone: bool = Field(False, description="No peering: this process is always active.")
+    peering_name: str = Field("gong-webhook-operator", description="Kopf peering object name.")
+    priority: int = Field(0, description="Kopf peering priority; the highest live priority is active.")
+    log_format: str = Field("json", pattern="^(json|plain|full)$", description="Log format.")
+    verbose: bool = Field(False, description="Debug logging.")
+    api_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of each API request.")
+
+    @property
+    def clusterwide(self) -> bool:
+        return not self.namespaces
