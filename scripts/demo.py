@@ -1,0 +1,405 @@
+"""The local demo: one GongWebhook, end to end, on this machine.
+
+    scripts/demo up       control plane, operator (as its ServiceAccount), Redis, Snowflake stand-in,
+                          a GongWebhook that becomes Ready, the app started from what the operator
+                          rendered, signed webhooks sent, rows shown
+    scripts/demo send N   send N more signed webhooks to the running demo
+    scripts/demo status   what runs
+    scripts/demo down     stop all of it (and the control plane) and remove .demo/
+
+Every process it starts has a pid file under .demo/pids; `down` stops exactly those.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+STATE = ROOT / ".demo"
+PIDS = STATE / "pids"
+LOGS = STATE / "logs"
+VENV_BIN = Path(sys.executable).parent
+DEVCLUSTER = ROOT / "scripts" / "devcluster"
+
+NAMESPACE = "gong-demo"
+NAME = "demo"
+OPERATOR_NS = "gong-webhook-system"
+OPERATOR_SA = "gong-webhook-operator"
+REDIS_PORT = int(os.environ.get("DEMO_REDIS_PORT", "16380"))
+FAKESNOW_PORT = int(os.environ.get("DEMO_FAKESNOW_PORT", "18580"))
+APP_PORT = int(os.environ.get("DEMO_APP_PORT", "18088"))
+OPERATOR_METRICS_PORT = int(os.environ.get("DEMO_OPERATOR_METRICS_PORT", "18089"))
+OPERATOR_HEALTH_PORT = OPERATOR_METRICS_PORT + 1
+PUBLIC_URL = f"http://127.0.0.1:{APP_PORT}/webhooks/gong"
+N_WEBHOOKS = int(os.environ.get("DEMO_WEBHOOKS", "40"))
+
+_T0 = time.monotonic()
+_step = 0
+
+
+def step(msg: str) -> None:
+    global _step
+    _step += 1
+    print(f"[demo {time.monotonic() - _T0:6.1f}s] {_step}. {msg}", flush=True)
+
+
+def info(msg: str) -> None:
+    print(f"             {msg}", flush=True)
+
+
+def die(msg: str) -> None:
+    print(f"[demo] FAILED: {msg}", file=sys.stderr, flush=True)
+    raise SystemExit(1)
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def cluster_env() -> dict[str, str]:
+    out = subprocess.run([str(DEVCLUSTER), "env"], capture_output=True, text=True, check=True).stdout
+    env = dict(os.environ)
+    for line in out.splitlines():
+        key, _, value = line.removeprefix("export ").partition("=")
+        env[key] = value.strip('"').replace("$PATH", os.environ["PATH"])
+    return env
+
+
+def kubectl(*args: str, input: str | None = None, check: bool = True, env: dict[str, str] | None = None
+            ) -> subprocess.CompletedProcess[str]:
+    proc = subprocess.run(["kubectl", *args], input=input, capture_output=True, text=True,
+                          env=env or cluster_env())
+    if check and proc.returncode != 0:
+        die(f"kubectl {' '.join(args)}: {proc.stderr.strip()}")
+    return proc
+
+
+def spawn(name: str, cmd: list[str], env: dict[str, str] | None = None) -> int:
+    PIDS.mkdir(parents=True, exist_ok=True)
+    LOGS.mkdir(parents=True, exist_ok=True)
+    with open(LOGS / f"{name}.log", "ab") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                env=env, cwd=STATE, start_new_session=True)
+    (PIDS / f"{name}.pid").write_text(f"{proc.pid}\n")
+    return proc.pid
+
+
+def alive(name: str) -> int | None:
+    pf = PIDS / f"{name}.pid"
+    if not pf.exists():
+        return None
+    pid = int(pf.read_text())
+    try:
+        os.kill(pid, 0)
+        state = Path(f"/proc/{pid}/stat").read_text().split()[2]
+    except (OSError, IndexError):
+        return None
+    return None if state == "Z" else pid
+
+
+def stop(name: str) -> None:
+    pid = alive(name)
+    if pid:
+        # The whole session: uvicorn/kopf children go too.
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 20
+        while alive(name) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if alive(name):
+            os.killpg(pid, signal.SIGKILL)
+    (PIDS / f"{name}.pid").unlink(missing_ok=True)
+
+
+def wait_port(port: int, what: str, timeout: float = 30, proc: str | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        if proc and not alive(proc):
+            die(f"{what} exited; see {LOGS / (proc + '.log')}")
+        time.sleep(0.1)
+    die(f"timed out waiting for {what} on port {port}")
+
+
+def http_get(url: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+    except OSError:
+        return 0, ""
+
+
+def snowflake_connect() -> Any:
+    import snowflake.connector
+
+    return snowflake.connector.connect(
+        account="demo", user="demo", password="demo-password", host="localhost", port=FAKESNOW_PORT,
+        protocol="http", database="SOPHIA_AI", schema="GONG_WEBHOOKS", warehouse="COMPUTE_WH",
+    )
+
+
+# ------------------------------------------------------------------ steps
+
+
+def start_control_plane() -> dict[str, str]:
+    step("local control plane (scripts/devcluster up; the first run on a machine builds it)")
+    t = time.monotonic()
+    subprocess.run([str(DEVCLUSTER), "up"], check=True, stdout=subprocess.DEVNULL)
+    info(f"up in {time.monotonic() - t:.1f}s")
+    return cluster_env()
+
+
+def install_operator(env: dict[str, str]) -> None:
+    step("install the CRD and the operator's RBAC (config/crd, config/rbac)")
+    kubectl("apply", "-k", str(ROOT / "config" / "crd"), env=env)
+    kubectl("wait", "--for=condition=Established", "crd/gongwebhooks.gong.sophia-ai.com", "--timeout=60s", env=env)
+    kubectl("create", "namespace", OPERATOR_NS, check=False, env=env)
+    kubectl("apply", "-k", str(ROOT / "config" / "rbac"), env=env)
+
+    step(f"start the operator as ServiceAccount {OPERATOR_NS}/{OPERATOR_SA} (not as admin)")
+    if alive("operator"):
+        info("already running")
+        return
+    token = kubectl("-n", OPERATOR_NS, "create", "token", OPERATOR_SA, "--duration=24h", env=env).stdout.strip()
+    admin = json.loads(Path(env["KUBECONFIG"]).read_text())
+    kc = {
+        "apiVersion": "v1", "kind": "Config", "clusters": admin["clusters"],
+        "users": [{"name": OPERATOR_SA, "user": {"token": token}}],
+        "contexts": [{"name": "operator", "context": {"cluster": admin["clusters"][0]["name"], "user": OPERATOR_SA}}],
+        "current-context": "operator",
+    }
+    kc_path = STATE / "operator.kubeconfig"
+    kc_path.write_text(json.dumps(kc))
+    kc_path.chmod(0o600)
+    op_env = dict(os.environ, KUBECONFIG=str(kc_path))
+    spawn("operator", [str(VENV_BIN / "gong-webhook-operator"), "--all-namespaces", "--standalone",
+                       f"--metrics-port={OPERATOR_METRICS_PORT}",
+                       f"--liveness=http://127.0.0.1:{OPERATOR_HEALTH_PORT}/healthz"], env=op_env)
+    wait_port(OPERATOR_HEALTH_PORT, "operator liveness endpoint", 60, "operator")
+    info(f"operator pid {alive('operator')}, metrics on :{OPERATOR_METRICS_PORT}, log {LOGS / 'operator.log'}")
+
+
+def start_backends() -> None:
+    step(f"start a durable redis-server (:{REDIS_PORT}, appendfsync always) and a fakesnow server (:{FAKESNOW_PORT})")
+    if not alive("redis"):
+        (STATE / "redis").mkdir(parents=True, exist_ok=True)
+        redis = shutil.which("redis-server") or die("redis-server missing")  # type: ignore[func-returns-value]
+        spawn("redis", [str(redis), "--port", str(REDIS_PORT), "--bind", "127.0.0.1", "--dir", str(STATE / "redis"),
+                        "--appendonly", "yes", "--appendfsync", "always", "--save", ""])
+    if not alive("fakesnow"):
+        (STATE / "fakesnow").mkdir(parents=True, exist_ok=True)
+        spawn("fakesnow", [str(VENV_BIN / "fakesnow"), "-s", "-p", str(FAKESNOW_PORT),
+                           "-d", str(STATE / "fakesnow")])
+    wait_port(REDIS_PORT, "redis-server", 20, "redis")
+    wait_port(FAKESNOW_PORT, "fakesnow", 60, "fakesnow")
+
+
+def create_webhook(env: dict[str, str]) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    from webhook_app.testing.gong_sim import new_private_key, public_key_b64
+
+    step("generate a Gong-style RSA key pair and the source Secret; apply the GongWebhook")
+    key_file = STATE / "gong-rule-private-key.pem"
+    if key_file.exists():
+        key = serialization.load_pem_private_key(key_file.read_bytes(), password=None)
+    else:
+        key = new_private_key()
+        key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                               serialization.NoEncryption()))
+        key_file.chmod(0o600)
+    kubectl("create", "namespace", NAMESPACE, check=False, env=env)
+    source = {
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "gong-demo-source", "namespace": NAMESPACE},
+        "type": "Opaque",
+        "stringData": {
+            # Gong's UI shows the rule's public key as bare base64 DER; paste it as is.
+            "GONG_WEBHOOK_PUBLIC_KEYS": public_key_b64(key),  # type: ignore[arg-type]
+            "SNOWFLAKE_ACCOUNT": "demo", "SNOWFLAKE_USER": "demo", "SNOWFLAKE_PASSWORD": "demo-password",
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(source), env=env)
+    cr = {
+        "apiVersion": "gong.sophia-ai.com/v1alpha1", "kind": "GongWebhook",
+        "metadata": {"name": NAME, "namespace": NAMESPACE},
+        "spec": {
+            "image": "ghcr.io/gong-webhook-operator/gong-webhook-app:0.1.0",
+            "gong": {"publicUrl": PUBLIC_URL, "authMode": "jwt", "enrichmentEnabled": False},
+            "redis": {"url": f"redis://127.0.0.1:{REDIS_PORT}/0", "stream": "gong:webhooks"},
+            "snowflake": {"database": "SOPHIA_AI", "schema": "GONG_WEBHOOKS", "warehouse": "COMPUTE_WH",
+                          "host": "localhost", "port": FAKESNOW_PORT, "protocol": "http"},
+            "secrets": {"sourceRef": {"name": "gong-demo-source"},
+                        "requiredKeys": ["GONG_WEBHOOK_PUBLIC_KEYS", "SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER",
+                                         "SNOWFLAKE_PASSWORD"]},
+        },
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(cr), env=env)
+    t = time.monotonic()
+    proc = kubectl("-n", NAMESPACE, "wait", "--for=condition=Ready", f"gongwebhook/{NAME}", "--timeout=120s",
+                   check=False, env=env)
+    if proc.returncode != 0:
+        print(kubectl("-n", NAMESPACE, "get", "gongwebhook", NAME, "-o", "yaml", env=env).stdout)
+        die("GongWebhook did not become Ready; see .demo/logs/operator.log")
+    info(f"gongwebhook/{NAME} Ready=True after {time.monotonic() - t:.1f}s (kwok runs its pods)")
+
+
+def start_app(env: dict[str, str]) -> None:
+    step("start the app locally from the ConfigMap and Secret the operator rendered in the cluster")
+    if alive("app"):
+        info("already running")
+        return
+    cm = json.loads(kubectl("-n", NAMESPACE, "get", "configmap", f"{NAME}-config", "-o", "json", env=env).stdout)
+    sec = json.loads(kubectl("-n", NAMESPACE, "get", "secret", f"{NAME}-credentials", "-o", "json", env=env).stdout)
+    app_env = {k: v for k, v in os.environ.items() if not k.startswith(("SNOWFLAKE_", "GONG_", "REDIS_"))}
+    app_env.update(cm.get("data", {}))
+    app_env.update({k: base64.b64decode(v).decode() for k, v in sec.get("data", {}).items()})
+    info(f"{len(cm.get('data', {}))} settings from configmap/{NAME}-config, "
+         f"{len(sec.get('data', {}))} keys from secret/{NAME}-credentials (values not shown)")
+    # Only the listen address differs from the pod: port 8080 may be taken on a workstation.
+    app_env.update({"HOST": "127.0.0.1", "PORT": str(APP_PORT), "LOADER_METRICS_PORT": "0",
+                    "LOADER_BLOCK_MS": "300"})
+    spawn("app", [str(VENV_BIN / "gong-webhook-app")], env=app_env)
+    deadline = time.monotonic() + 60
+    while http_get(f"http://127.0.0.1:{APP_PORT}/ready")[0] != 200:
+        if not alive("app"):
+            die(f"the app exited; see {LOGS / 'app.log'}")
+        if time.monotonic() > deadline:
+            die("the app did not become ready")
+        time.sleep(0.2)
+    info(f"app ready on http://127.0.0.1:{APP_PORT} (pid {alive('app')}, log {LOGS / 'app.log'})")
+
+
+def send(n: int, with_bad: bool = True) -> dict[str, int]:
+    import httpx
+    from cryptography.hazmat.primitives import serialization
+
+    from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key
+
+    key = serialization.load_pem_private_key((STATE / "gong-rule-private-key.pem").read_bytes(), password=None)
+    signer = GongSigner(key, PUBLIC_URL)  # type: ignore[arg-type]
+    tally: dict[str, int] = {}
+    first: tuple[bytes, dict[str, str]] | None = None
+    with httpx.Client(base_url=f"http://127.0.0.1:{APP_PORT}", timeout=30) as client:
+        for _ in range(n):
+            body, headers = signer.signed(call_payload())
+            first = first or (body, headers)
+            r = client.post("/webhooks/gong", content=body, headers=headers)
+            tally[f"signed -> {r.status_code}"] = tally.get(f"signed -> {r.status_code}", 0) + 1
+        if with_bad and first:
+            forger = GongSigner(new_private_key(), PUBLIC_URL)
+            body, headers = forger.signed(call_payload())
+            r = client.post("/webhooks/gong", content=body, headers=headers)
+            tally[f"forged (other key) -> {r.status_code} {r.json().get('reason', '')}"] = 1
+            r = client.post("/webhooks/gong", content=first[0], headers=signer.headers(first[0]))
+            tally[f"duplicate of the first -> {r.status_code} {r.json().get('status', '')}"] = 1
+    return tally
+
+
+def show(env: dict[str, str], expect_rows: int) -> None:
+    step("what landed")
+    print(kubectl("get", "gongwebhooks", "-A", env=env).stdout)
+    conn = snowflake_connect()
+    cur = conn.cursor()
+    deadline = time.monotonic() + 60
+    count = 0
+    while time.monotonic() < deadline:
+        try:
+            count = cur.execute("SELECT COUNT(*) FROM GONG_WEBHOOK_EVENTS").fetchone()[0]
+        except Exception:
+            count = 0
+        if count >= expect_rows:
+            break
+        time.sleep(0.5)
+    rows = cur.execute(
+        "SELECT CALL_ID, TITLE, STARTED, DURATION_SECONDS, IS_TEST, "
+        "PAYLOAD:callData.metaData.system::string FROM GONG_WEBHOOK_EVENTS ORDER BY STARTED LIMIT 5"
+    ).fetchall()
+    print(f"Snowflake SOPHIA_AI.GONG_WEBHOOKS.GONG_WEBHOOK_EVENTS: {count} rows (first 5 by start time)")
+    print(f"  {'CALL_ID':20} {'TITLE':26} {'STARTED':26} {'DURATION':>8} {'IS_TEST':7} SYSTEM")
+    for r in rows:
+        print(f"  {r[0]:20} {r[1]:26} {r[2]!s:26} {r[3]:>8} {r[4]!s:7} {r[5]}")
+    dupes = cur.execute("SELECT COUNT(*) - COUNT(DISTINCT CALL_ID) FROM GONG_WEBHOOK_EVENTS").fetchone()[0]
+    print(f"  duplicate call ids: {dupes}")
+    conn.close()
+    print("\nKey metrics (app /metrics):")
+    _, text = http_get(f"http://127.0.0.1:{APP_PORT}/metrics")
+    for line in text.splitlines():
+        if line.startswith(("gong_webhook_events_total", "gong_webhook_verification_failures_total",
+                            "gong_webhook_loaded_events_total", "gong_webhook_dlq_depth",
+                            "gong_webhook_consumer_lag")):
+            print(f"  {line}")
+    print("Key metrics (operator /metrics):")
+    _, text = http_get(f"http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics")
+    for line in text.splitlines():
+        if line.startswith(("gong_operator_reconciles_total", "gong_operator_children_applied_total")):
+            print(f"  {line}")
+
+
+def up() -> None:
+    STATE.mkdir(exist_ok=True)
+    env = start_control_plane()
+    install_operator(env)
+    start_backends()
+    create_webhook(env)
+    start_app(env)
+    step(f"send {N_WEBHOOKS} signed Gong webhooks, one forged, one duplicate")
+    for k, v in send(N_WEBHOOKS).items():
+        info(f"{v:4} x {k}")
+    show(env, N_WEBHOOKS)
+    print(f"\n[demo] done in {time.monotonic() - _T0:.0f}s. Everything keeps running:")
+    print(f"  eval \"$(scripts/devcluster env)\"; kubectl describe gongwebhook -n {NAMESPACE} {NAME}")
+    print("  scripts/demo send 10       # more webhooks")
+    print("  stop with: scripts/demo down")
+
+
+def down() -> None:
+    for name in ("app", "operator", "fakesnow", "redis"):
+        if alive(name):
+            print(f"[demo] stopping {name}")
+        stop(name)
+    subprocess.run([str(DEVCLUSTER), "down"], check=False)
+    shutil.rmtree(STATE, ignore_errors=True)
+    print("[demo] down")
+
+
+def status() -> None:
+    for name in ("operator", "redis", "fakesnow", "app"):
+        pid = alive(name)
+        print(f"{name:10} {'running pid ' + str(pid) if pid else 'stopped'}")
+    subprocess.run([str(DEVCLUSTER), "status"], check=False)
+
+
+def main(argv: list[str]) -> int:
+    cmd = argv[0] if argv else "up"
+    if cmd == "up":
+        up()
+    elif cmd == "down":
+        down()
+    elif cmd == "status":
+        status()
+    elif cmd == "send":
+        n = int(argv[1]) if len(argv) > 1 else 10
+        for k, v in send(n, with_bad=False).items():
+            print(f"{v:4} x {k}")
+    else:
+        print(__doc__, file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
