@@ -54,6 +54,9 @@ class Enricher:
             except RedisError as exc:
                 log.warning("redis unavailable, enricher waits", extra={"error": type(exc).__name__})
                 await _sleep(stop, 1.0)
+            except Exception:
+                log.exception("enricher iteration failed")
+                await _sleep(stop, 1.0)
 
     async def _next_batch(self) -> list[tuple[str, str]]:
         # Entries a dead enricher left behind come first. A live enricher can hold an entry for a

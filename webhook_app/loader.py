@@ -155,6 +155,11 @@ class Loader:
             except RedisError as exc:
                 log.warning("redis unavailable, loader waits", extra={"error": type(exc).__name__})
                 await _sleep(stop, 1.0)
+            except Exception:
+                # A bug must not silently end loading while ingest keeps accepting: log and go
+                # on; whatever was in flight stays pending and is reclaimed.
+                log.exception("loader iteration failed")
+                await _sleep(stop, 1.0)
         log.info("loader stopped", extra={"consumer": self.consumer})
 
     async def _until_ok(self, stop: asyncio.Event, action: Any) -> None:
