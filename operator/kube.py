@@ -61,6 +61,10 @@ class KubeError(Exception):
         self.reason = reason
         self.message = message
 
+    @property
+    def namespace_terminating(self) -> bool:
+        return self.status == 403 and "being terminated" in self.message
+
 
 def load_api_client() -> client.ApiClient:
     cfg = client.Configuration()

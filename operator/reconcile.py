@@ -40,6 +40,10 @@ class Outcome:
     requeue_after: float | None = None
 
 
+class ChildConflict(Exception):
+    """A child's name is taken by an object this GongWebhook does not control."""
+
+
 class Events:
     """Kubernetes Events on the GongWebhook (core/v1), posted only for real changes."""
 
@@ -70,6 +74,8 @@ class Events:
         try:
             self.kube.create(k.EVENT, meta["namespace"], event)
         except k.KubeError as e:
+            if e.namespace_terminating:
+                return
             log.warning("cannot post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.status)
 
 
@@ -116,7 +122,8 @@ class Reconciler:
             return self._suspend(body, spec, owner, old_status, out)
 
         # 1. credentials
-        result = sync(spec, owner.namespace, lambda ns, n: self.kube.get(k.SECRET, ns, n), self.esc)
+        result = sync(spec, owner.namespace, lambda ns, n: self.kube.get(k.SECRET, ns, n), self.esc,
+                      synced_name=ch.credentials_name(owner))
         metrics.SECRET_SYNCS.labels(source=result.source, result="ok" if result.ok else result.reason).inc()
         if spec.secrets.pulumi_esc is not None:
             from gong_operator.pulumi_esc import parse_duration
@@ -142,13 +149,23 @@ class Reconciler:
             if live_deployment is None:
                 live_deployment = self.kube.get(k.DEPLOYMENT, owner.namespace, owner.name)
         except k.KubeError as e:
+            if e.namespace_terminating:  # the GongWebhook goes away with its namespace
+                return Outcome(gone=True)
             out.error = f"API request failed: {e.status} {e.reason}"
             metrics.RECONCILE_ERRORS.labels(stage="apply").inc()
             log.warning("reconcile of %s/%s failed: %s", owner.namespace, owner.name, e)
+        except ChildConflict as e:
+            out.error = str(e)
+            metrics.RECONCILE_ERRORS.labels(stage="conflict").inc()
+            if _condition_message(old_conditions, st.DEGRADED) != out.error:
+                self.events.post(body, "Warning", "ChildConflict", out.error)
+            log.warning("reconcile of %s/%s: %s", owner.namespace, owner.name, e)
 
         # 4. status
         rollout = st.Rollout.from_deployment(live_deployment)
-        conds = st.workload_conditions(rollout, secrets_ok=result.ok, suspended=False, error=out.error)
+        minimum = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.effective_replicas
+        conds = st.workload_conditions(rollout, secrets_ok=result.ok, suspended=False, error=out.error,
+                                       minimum=minimum)
         conds.append(st.Cond(st.SECRETS_SYNCED, "True" if result.ok else "False", result.reason, result.message))
         conds.append(self._monitoring_condition(spec, sm_served))
         new_status = self._status(body, spec, owner, old_conditions, conds, rollout, result, digest, generation)
@@ -162,6 +179,9 @@ class Reconciler:
         kind = k.KINDS[manifest["kind"]]
         name = manifest["metadata"]["name"]
         live = self.kube.get(kind, manifest["metadata"]["namespace"], name)
+        if live is not None and not _owned_by(live, body["metadata"]["uid"]):
+            # Never take over an object someone else created (e.g. a source Secret with the child's name).
+            raise ChildConflict(f"{kind.kind} {name} exists and is not controlled by this GongWebhook")
         if not needs_apply(manifest, live):
             return live  # type: ignore[no-any-return]
         result: dict[str, Any] = self.kube.apply(manifest)
@@ -291,6 +311,11 @@ class Reconciler:
             if e.status != 404:
                 metrics.RECONCILE_ERRORS.labels(stage="status").inc()
                 out.error = out.error or f"status write failed: {e.status} {e.reason}"
+
+
+def _condition_message(conditions: list[dict[str, Any]], type_: str) -> str | None:
+    found = st.find(conditions, type_)
+    return str(found.get("message")) if found else None
 
 
 def _replica_fields(rollout: st.Rollout) -> dict[str, Any]:

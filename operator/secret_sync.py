@@ -68,11 +68,15 @@ def check(data: Mapping[str, bytes], required: tuple[str, ...], *, source: str, 
 SecretGetter = Callable[[str, str], Mapping[str, Any] | None]
 
 
-def sync_from_secret(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter) -> SyncResult:
+def sync_from_secret(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter,
+                     synced_name: str = "") -> SyncResult:
     ref = spec.secrets.source_ref
     assert ref is not None
     ns = ref.namespace or namespace
     where = f"Secret {ns}/{ref.name}"
+    if ns == namespace and ref.name == synced_name:
+        return SyncResult(False, SOURCE_INVALID, f"{where} is the synced Secret itself; point sourceRef elsewhere",
+                          "secret")
     secret = get_secret(ns, ref.name)
     if secret is None:
         return SyncResult(False, SOURCE_MISSING, f"{where} not found", "secret")
@@ -97,9 +101,11 @@ def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGet
     return check(values, spec.required_secret_keys, source="pulumiEsc", where=where)
 
 
-def sync(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource) -> SyncResult:
+def sync(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource,
+         synced_name: str = "") -> SyncResult:
+    """``synced_name`` is the operator's own ``<name>-credentials`` Secret, which cannot be a source."""
     if spec.secrets.source_ref is not None:
-        return sync_from_secret(spec, namespace, get_secret)
+        return sync_from_secret(spec, namespace, get_secret, synced_name)
     if spec.secrets.pulumi_esc is not None:
         return sync_from_esc(spec, namespace, get_secret, esc)
     return SyncResult(False, SOURCE_INVALID, "spec.secrets names no source", "none")

@@ -92,9 +92,13 @@ class Rollout:
 
 
 def workload_conditions(
-    rollout: Rollout, *, secrets_ok: bool, suspended: bool, error: str | None
+    rollout: Rollout, *, secrets_ok: bool, suspended: bool, error: str | None, minimum: int = 1
 ) -> list[Cond]:
-    """Ready, Progressing and Degraded from the rollout, the credentials and the last error."""
+    """Ready, Progressing and Degraded from the rollout, the credentials and the last error.
+
+    ``minimum`` is the replica count the spec asks for at least (``autoscaling.minReplicas`` with an
+    HPA): a freshly created Deployment at its default of 1 replica is not Ready yet.
+    """
     if suspended:
         return [Cond(READY, "False", "Suspended", "spec.suspend is true; scaled to zero"),
                 Cond(PROGRESSING, "False", "Suspended", "reconciliation is suspended"),
@@ -116,11 +120,12 @@ def workload_conditions(
                            "Pending" if secrets_ok else "SecretsNotSynced", "")
         return [ready, progressing, degraded]
     detail = f"{rollout.ready}/{rollout.desired} ready, {rollout.updated} updated"
-    if rollout.complete:
+    if rollout.complete and rollout.desired >= minimum:
         ready = Cond(READY, "True", "Available", detail)
         progressing = Cond(PROGRESSING, "False", "Complete", detail)
     else:
-        reason = "ScaledToZero" if rollout.desired == 0 else "RollingOut"
+        reason = ("ScaledToZero" if rollout.desired == 0 else
+                  "ScalingUp" if rollout.complete else "RollingOut")
         ready = Cond(READY, "False", reason, detail)
         progressing = Cond(PROGRESSING, "True" if rollout.desired else "False", reason, detail)
     if error:
