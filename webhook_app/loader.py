@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # Above this many payload bytes a batch is split into several MERGEs: Snowflake caps the
 # size of one request's binds, and one huge statement holds the whole batch hostage.
 MAX_MERGE_BYTES = 8 * 1024 * 1024
+CONSUMER_FORGET_IDLE_MS = 3_600_000
 
 
 class EntryError(Exception):
@@ -189,6 +190,8 @@ class Loader:
         )
         cursor, items = reply[0], reply[1]
         self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        if self._claim_cursor == "0-0":
+            await self._forget_idle_consumers()
         entries = [_entry(i, f) for i, f in items if f]
         if not entries:
             return []
@@ -208,6 +211,18 @@ class Loader:
             else:
                 live.append(entry)
         return live
+
+    async def _forget_idle_consumers(self) -> None:
+        # Every pod/process restart adds a consumer name to the group; drop the ones that own
+        # nothing and have been silent for an hour (DELCONSUMER on an empty PEL loses nothing).
+        consumers: Any = await self._redis.xinfo_consumers(self._stream, streams.LOADER_GROUP)
+        for consumer in consumers:
+            name = consumer.get("name")
+            name = name.decode() if isinstance(name, bytes) else str(name)
+            if name != self.consumer and int(consumer.get("pending") or 0) == 0 and int(
+                consumer.get("idle") or 0
+            ) > CONSUMER_FORGET_IDLE_MS:
+                await self._redis.xgroup_delconsumer(self._stream, streams.LOADER_GROUP, name)
 
     async def _delivery_counts(self, ids: list[str]) -> dict[str, int]:
         async with self._redis.pipeline(transaction=False) as pipe:
