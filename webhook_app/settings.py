@@ -10,6 +10,7 @@ import os
 import re
 from collections.abc import Mapping
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -136,6 +137,10 @@ class AppSettings(BaseSettings):
                 values.append(raw)
                 if secret is self.gong_webhook_secrets:
                     values.extend(split_list(raw))
+        # REDIS_URL lives in the ConfigMap, but people still write redis://:password@host.
+        url_password = urlsplit(self.redis_url).password
+        if url_password:
+            values.append(url_password)
         return [v for v in values if len(v) >= 4]
 
     def url_keys(self) -> list[str]:

@@ -89,3 +89,13 @@ def test_console_script_stops_with_one_line_on_bad_config():
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and "WORKERS" in lines[0] and "hunter2" not in result.stderr
+
+
+def test_secret_values_cover_credentials_for_redaction():
+    s = load_settings({**BASE, "REDIS_URL": "redis://:inline-pw-123@redis:6379/0", "SNOWFLAKE_PASSWORD": "sfpw-9876",
+                       "GONG_API_SECRET": "gsec-5432"})
+    values = s.secret_values()
+    assert {"inline-pw-123", "sfpw-9876", "gsec-5432"} <= set(values)
+    from webhook_app.logging_setup import JsonFormatter
+
+    assert JsonFormatter(values).redact("x inline-pw-123 sfpw-9876 y") == "x [REDACTED] [REDACTED] y"
