@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import redis
 import snowflake.connector
@@ -127,7 +127,11 @@ class ThreadedServer:
 
 
 class AppProcess:
-    """`gong-webhook-app` or `gong-webhook-loader` as a real subprocess with its own environment."""
+    """`gong-webhook-app` or `gong-webhook-loader` as a real subprocess with its own environment.
+
+    Every instance is remembered so a failing test cannot leave a process behind (see conftest)."""
+
+    started: ClassVar[list[AppProcess]] = []
 
     def __init__(self, script: str, env: dict[str, str], args: list[str] | None = None, log: Path | None = None):
         full_env = {k: v for k, v in os.environ.items() if k.startswith(("PATH", "HOME", "LANG", "LC_", "TMP"))}
@@ -137,6 +141,7 @@ class AppProcess:
         self.proc = subprocess.Popen(
             [str(VENV_BIN / script), *(args or [])], env=full_env, stdout=self.log, stderr=self.log,
         )
+        AppProcess.started.append(self)
 
     def signal(self, sig: int) -> None:
         self.proc.send_signal(sig)

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from app_support import FakesnowServer, RedisServer, ThreadedServer
+from app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer
 
 from webhook_app.api import create_app
 from webhook_app.metrics import Metrics
@@ -145,3 +145,12 @@ def event_count(sf_query: Callable[..., list[tuple[Any, ...]]]) -> Callable[[App
 
     return count
 
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    yield
+    while AppProcess.started:
+        proc = AppProcess.started.pop()
+        if proc.proc.poll() is None:
+            proc.kill()
