@@ -14,7 +14,6 @@ from typing import Any
 
 from gong_operator import spec as s
 from gong_operator.hashing import stable_hash
-
 from webhook_app import contract
 
 MANAGER = "gong-webhook-operator"

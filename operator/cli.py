@@ -15,11 +15,12 @@ import socket
 import sys
 
 import kopf
+from prometheus_client import start_http_server
+
 from gong_operator import handlers
 from gong_operator.kube import Kube, load_api_client
 from gong_operator.reconcile import Reconciler
 from gong_operator.settings import OperatorSettings
-from prometheus_client import start_http_server
 
 
 def parse_args(argv: list[str] | None) -> OperatorSettings:

@@ -1,6 +1,7 @@
 """Generate the GongWebhook CustomResourceDefinition from the pydantic models.
 
     python -m gong_operator.crd > crds/gongwebhooks.yaml
+    python -m gong_operator.crd --write     # crds/gongwebhooks.yaml and config/crd/bases/gongwebhooks.yaml
 
 Pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3.0 subset. The
 conversion inlines ``$ref``s, turns ``Optional[X]`` into an optional ``X``, maps
@@ -12,9 +13,11 @@ from __future__ import annotations
 
 import copy
 import sys
+from pathlib import Path
 from typing import Any
 
 import yaml
+
 from gong_operator import spec as s
 
 _DROP = {"title", "$defs"}
@@ -225,7 +228,19 @@ def render() -> str:
     return header + yaml.safe_dump(build_crd(), sort_keys=False, width=120)
 
 
-def main() -> int:
+OUTPUTS = ("crds/gongwebhooks.yaml", "config/crd/bases/gongwebhooks.yaml")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    if args == ["--write"]:
+        root = Path(__file__).resolve().parent.parent
+        for rel in OUTPUTS:
+            (root / rel).write_text(render())
+        return 0
+    if args:
+        sys.stderr.write("usage: python -m gong_operator.crd [--write]\n")
+        return 2
     sys.stdout.write(render())
     return 0
 

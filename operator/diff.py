@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from gong_operator.children import DESIRED_HASH_ANNOTATION
 from kubernetes.utils.quantity import parse_quantity
+
+from gong_operator.children import DESIRED_HASH_ANNOTATION
 
 
 def _scalar_equal(want: Any, have: Any) -> bool:

@@ -18,6 +18,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import kopf
+
 from gong_operator import children as ch
 from gong_operator import kube as k
 from gong_operator import metrics
@@ -151,10 +152,13 @@ class Controller:
 
     def forget(self, key: Key) -> None:
         self.known.pop(key, None)
+        try:
+            metrics.READY.remove(*key)
+        except KeyError:
+            pass
         self.failures.pop(key, None)
         self.queue.forget(key)
-        for watchers in self.sources.values():
-            watchers.discard(key)
+        self._set_sources(key, set())
         metrics.MANAGED.set(len(self.known))
 
     def _remember_sources(self, key: Key, spec: Mapping[str, Any]) -> None:
@@ -211,6 +215,7 @@ class Controller:
             self.forget(key)
             return
         self._set_sources(key, set(outcome.secret_sources))
+        metrics.READY.labels(*key).set(1 if outcome.ready else 0)
         if outcome.error:
             metrics.RECONCILES.labels(trigger=trigger, result="error").inc()
             self._retry(key)

@@ -12,8 +12,9 @@ import urllib.parse
 from dataclasses import dataclass
 from typing import Any
 
-from gong_operator import metrics
 from kubernetes import client, config
+
+from gong_operator import metrics
 
 
 @dataclass(frozen=True)

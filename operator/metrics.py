@@ -26,3 +26,7 @@ SECRET_SYNCS = Counter(
 QUEUE_DEPTH = Gauge("gong_operator_workqueue_depth", "Keys waiting in the reconcile queue.")
 MANAGED = Gauge("gong_operator_managed_objects", "GongWebhook objects known to this replica.")
 ACTIVE = Gauge("gong_operator_active", "1 while this replica is the active peer (or standalone).")
+READY = Gauge(
+    "gong_operator_gongwebhook_ready", "1 while the GongWebhook's Ready condition is True.",
+    ["gongwebhook_namespace", "gongwebhook"],
+)

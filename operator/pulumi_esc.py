@@ -23,6 +23,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+
 from gong_operator import spec as s
 
 

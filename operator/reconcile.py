@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from gong_operator import children as ch
 from gong_operator import kube as k
 from gong_operator import metrics
@@ -22,7 +24,6 @@ from gong_operator.diff import needs_apply
 from gong_operator.hashing import content_hash
 from gong_operator.pulumi_esc import EscSource
 from gong_operator.secret_sync import SYNCED, SyncResult, sync
-from pydantic import ValidationError
 
 log = logging.getLogger("gong_operator.reconcile")
 
@@ -36,6 +37,7 @@ class Outcome:
     status_written: bool = False
     error: str | None = None
     gone: bool = False
+    ready: bool = False
     secret_sources: tuple[tuple[str, str], ...] = ()
     requeue_after: float | None = None
 
@@ -125,6 +127,8 @@ class Reconciler:
         result = sync(spec, owner.namespace, lambda ns, n: self.kube.get(k.SECRET, ns, n), self.esc,
                       synced_name=ch.credentials_name(owner))
         metrics.SECRET_SYNCS.labels(source=result.source, result="ok" if result.ok else result.reason).inc()
+        if not result.ok:
+            metrics.RECONCILE_ERRORS.labels(stage="secrets").inc()
         if spec.secrets.pulumi_esc is not None:
             from gong_operator.pulumi_esc import parse_duration
             out.requeue_after = parse_duration(spec.secrets.refresh_interval)
@@ -171,6 +175,7 @@ class Reconciler:
         new_status = self._status(body, spec, owner, old_conditions, conds, rollout, result, digest, generation)
         self._secret_events(body, old_conditions, result)
         self._write_status(body, old_status, new_status, out)
+        out.ready = conds[0].status == "True"
         return out
 
     # ------------------------------------------------------------------ pieces

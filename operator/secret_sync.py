@@ -14,7 +14,6 @@ from typing import Any
 
 from gong_operator import spec as s
 from gong_operator.pulumi_esc import EscError, EscSource, parse_duration
-
 from webhook_app import contract
 
 # SecretsSynced reasons.

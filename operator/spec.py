@@ -317,6 +317,8 @@ class SecretsSpec(_Model):
 
 
 class Toleration(_Model):
+    """A pod toleration (core/v1 Toleration subset)."""
+
     key: str | None = Field(None, description="Taint key.", max_length=316)
     operator: Literal["Exists", "Equal"] = Field("Equal", description="`Exists` or `Equal`.")
     value: str | None = Field(None, description="Taint value for `Equal`.", max_length=63)
@@ -404,7 +406,7 @@ class GongWebhookSpec(_Model):
 
 
 class Condition(_Model):
-    """metav1.Condition."""
+    """A condition in the metav1.Condition shape."""
 
     type: str = Field(..., description="Condition type.", max_length=316)
     status: Literal["True", "False", "Unknown"] = Field(..., description="True, False or Unknown.")
@@ -415,6 +417,8 @@ class Condition(_Model):
 
 
 class ChildRef(_Model):
+    """A child object the operator manages."""
+
     api_version: str = Field(..., description="apiVersion of the child.")
     kind: str = Field(..., description="Kind of the child.")
     name: str = Field(..., description="Name of the child.")

@@ -60,6 +60,7 @@ class Rollout:
     """What the Deployment reports."""
 
     exists: bool
+    observed: bool = False  # the Deployment controller has reported on it at least once
     desired: int = 0
     ready: int = 0
     updated: int = 0
@@ -77,6 +78,7 @@ class Rollout:
         prog = conds.get("Progressing", {})
         return cls(
             exists=True,
+            observed="observedGeneration" in st,
             desired=int((dep.get("spec") or {}).get("replicas", 0) or 0),
             ready=int(st.get("readyReplicas", 0) or 0),
             updated=int(st.get("updatedReplicas", 0) or 0),
@@ -119,6 +121,9 @@ def workload_conditions(
         progressing = Cond(PROGRESSING, "Unknown" if secrets_ok else "False",
                            "Pending" if secrets_ok else "SecretsNotSynced", "")
         return [ready, progressing, degraded]
+    if not rollout.observed and not error:
+        return [Cond(READY, "Unknown", "Pending", "the Deployment controller has not reported yet"),
+                Cond(PROGRESSING, "Unknown", "Pending", ""), degraded]
     detail = f"{rollout.ready}/{rollout.desired} ready, {rollout.updated} updated"
     if rollout.complete and rollout.desired >= minimum:
         ready = Cond(READY, "True", "Available", detail)

@@ -168,7 +168,7 @@ def gw_crd(cluster: Any) -> None:
 @pytest.fixture(scope="session")
 def operator(cluster: Any, gw_crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
     cluster.kubectl("create", "namespace", SA_NAMESPACE, check=False)
-    cluster.kubectl("apply", "-f", str(ROOT / "config" / "rbac"))
+    cluster.kubectl("apply", "-k", str(ROOT / "config" / "rbac"))
     workdir = tmp_path_factory.mktemp("operator")
     kubeconfig = sa_kubeconfig(cluster, workdir / "kubeconfig")
     op = OperatorProcess(cluster, kubeconfig, workdir)

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from gong_operator.pulumi_esc import EscError, EscSource
+from gong_operator.secret_sync import (
+    ACCESS_TOKEN_MISSING,
+    ESC_ERROR,
+    KEYS_MISSING,
+    SOURCE_INVALID,
+    SOURCE_MISSING,
+    sync,
+)
+from tests.operator.conftest import make_spec
+
+FULL = {"GONG_API_KEY": "k", "GONG_API_SECRET": "topsecret", "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
+        "GONG_WEBHOOK_PUBLIC_KEYS": "pk", "UNRELATED": "x"}
+
+
+def _secret(data: dict[str, str]) -> dict[str, Any]:
+    return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
+
+
+class NoEsc(EscSource):
+    def read(self, *a: Any, **kw: Any) -> dict[str, bytes]:
+        raise AssertionError("ESC must not be called")
+
+
+def getter(store: dict[tuple[str, str], dict[str, Any]]):
+    return lambda ns, name: store.get((ns, name))
+
+
+def test_synced_keeps_only_contract_keys():
+    r = sync(make_spec(), "team", getter({("team", "src"): _secret(FULL)}), NoEsc())
+    assert r.ok and r.summary == "Synced"
+    assert r.data is not None and set(r.data) == set(FULL) - {"UNRELATED"}
+    assert r.data["GONG_API_SECRET"] == b"topsecret"
+
+
+def test_missing_keys_are_named_and_values_never_appear():
+    data = {k: v for k, v in FULL.items() if k not in ("SNOWFLAKE_USER", "GONG_WEBHOOK_PUBLIC_KEYS")}
+    r = sync(make_spec(), "team", getter({("team", "src"): _secret(data)}), NoEsc())
+    assert not r.ok and r.reason == KEYS_MISSING and r.data is None
+    assert r.missing == ("GONG_WEBHOOK_PUBLIC_KEYS", "SNOWFLAKE_USER")  # the jwt auth key is always required
+    assert r.summary == "KeysMissing: GONG_WEBHOOK_PUBLIC_KEYS,SNOWFLAKE_USER"
+    assert "topsecret" not in r.message and "topsecret" not in repr(r)
+
+
+def test_empty_value_counts_as_missing_and_url_key_mode_needs_its_key():
+    spec = make_spec(gong={"authMode": "urlKey"})
+    r = sync(spec, "team", getter({("team", "src"): _secret({**FULL, "SNOWFLAKE_USER": ""})}), NoEsc())
+    assert r.missing == ("GONG_WEBHOOK_SECRETS", "SNOWFLAKE_USER")
+
+
+def test_source_missing_other_namespace_and_self_reference():
+    r = sync(make_spec(secrets={"sourceRef": {"name": "src", "namespace": "vault"}}), "team", getter({}), NoEsc())
+    assert r.reason == SOURCE_MISSING and "vault/src" in r.message
+    r = sync(make_spec(secrets={"sourceRef": {"name": "gw-credentials"}}), "team",
+             getter({("team", "gw-credentials"): _secret(FULL)}), NoEsc(), synced_name="gw-credentials")
+    assert r.reason == SOURCE_INVALID
+
+
+class FakeEsc(EscSource):
+    def __init__(self, result: dict[str, bytes] | EscError) -> None:
+        super().__init__()
+        self.result = result
+        self.tokens: list[str] = []
+
+    def read(self, cfg: Any, token: str, *, max_age: float = 0.0) -> dict[str, bytes]:
+        self.tokens.append(token)
+        if isinstance(self.result, EscError):
+            raise self.result
+        return self.result
+
+
+ESC_SPEC = {"pulumiEsc": {"organization": "acme", "environment": "prod",
+                          "accessTokenSecretRef": {"name": "pulumi", "key": "token"}}}
+
+
+def test_esc_source_reads_token_from_the_referenced_secret():
+    esc = FakeEsc({k: v.encode() for k, v in FULL.items()})
+    r = sync(make_spec(secrets=ESC_SPEC), "team", getter({("team", "pulumi"): _secret({"token": "pul-xyz"})}), esc)
+    assert r.ok and r.source == "pulumiEsc" and esc.tokens == ["pul-xyz"]
+
+
+def test_esc_without_token_or_failing():
+    r = sync(make_spec(secrets=ESC_SPEC), "team", getter({}), FakeEsc({}))
+    assert r.reason == ACCESS_TOKEN_MISSING
+    r = sync(make_spec(secrets=ESC_SPEC), "team", getter({("team", "pulumi"): _secret({"token": "t"})}),
+             FakeEsc(EscError(404, "open environment returned HTTP 404")))
+    assert r.reason == SOURCE_MISSING
+    r = sync(make_spec(secrets=ESC_SPEC), "team", getter({("team", "pulumi"): _secret({"token": "t"})}),
+             FakeEsc(EscError(500, "open environment returned HTTP 500")))
+    assert r.reason == ESC_ERROR and "HTTP 500" in r.message
