@@ -20,6 +20,7 @@ from tests.cluster.conftest import (
     FIXTURES,
     RESYNC_SECONDS,
     SA_USER,
+    OperatorProcess,
     apiserver_writes,
     apply_yaml,
     condition,
@@ -411,6 +412,30 @@ def test_killed_mid_reconcile_converges_after_restart(cluster, operator, namespa
     log = operator.log.read_text(errors="replace")
     assert f"reconcile of {namespace}/" not in log, "the restarted operator hit errors on these objects"
     assert "crashed" not in log and "Traceback" not in log and '"severity": "error"' not in log
+
+
+# ---------------------------------------------------------------------------------------- HA
+
+
+def test_peering_keeps_one_replica_active_and_fails_over(cluster, operator, namespace, tmp_path):
+    standby = OperatorProcess(cluster, operator.kubeconfig, tmp_path)
+    standby.priority = operator.priority - 1001  # start() adds 1: lower than the running replica
+    standby.start()
+    try:
+        apply_yaml(cluster, namespace, [source_secret(), gongwebhook("ha-1", **FIXED)])
+        wait_ready(cluster, namespace, "ha-1")
+        time.sleep(RESYNC_SECONDS + 2)  # a resync window: the standby must not act either
+        assert standby.metric_sum("gong_operator_reconciles_total") == 0
+        assert standby.metric_sum("gong_operator_api_writes_total") == 0
+        operator.stop()  # graceful: the active replica removes its keep-alive
+        apply_yaml(cluster, namespace, gongwebhook("ha-2", **FIXED))
+        wait_ready(cluster, namespace, "ha-2", timeout=60)
+        assert standby.metric_sum("gong_operator_reconciles_total", result="success") > 0
+        assert standby.metric_sum("gong_operator_active") == 1
+    finally:
+        standby.stop()
+        operator.start()
+    assert "Traceback" not in standby.all_logs()
 
 
 # ---------------------------------------------------------------------------------------- hygiene
