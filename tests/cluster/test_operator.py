@@ -32,6 +32,7 @@ from tests.cluster.conftest import (
     wait_for,
     wait_ready,
 )
+from tests.operator.esc_standin import EscState, env_vars, serve
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
@@ -334,6 +335,38 @@ def test_rotation_rolls_pods_and_missing_keys_leave_them_alone(cluster, operator
     wait_ready(cluster, namespace, "rot")
     events = json.loads(cluster.kubectl("get", "events", "-n", namespace, "-o", "json").stdout)["items"]
     assert any(e["reason"] == "SecretsRecovered" for e in events)
+
+
+# ---------------------------------------------------------------------------------------- ESC
+
+
+def test_pulumi_esc_source_against_the_local_standin(cluster, operator, namespace):
+    values = {"GONG_API_KEY": "esc-key", "GONG_API_SECRET": "esc-secret-1", "SNOWFLAKE_ACCOUNT": "acct",
+              "SNOWFLAKE_USER": "user", "GONG_WEBHOOK_PUBLIC_KEYS": "pk"}
+    state = EscState(token="pul-cluster-token", org="acme", project="gong", env="prod", properties=env_vars(values))
+    with serve(state) as url:
+        token = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pulumi-token"},
+                 "stringData": {"accessToken": "pul-cluster-token"}}
+        esc = {"pulumiEsc": {"organization": "acme", "project": "gong", "environment": "prod",
+                             "accessTokenSecretRef": {"name": "pulumi-token"}, "apiUrl": url},
+               "refreshInterval": "10s"}
+        apply_yaml(cluster, namespace, [token, gongwebhook("esc", **FIXED, secrets=esc)])
+        wait_ready(cluster, namespace, "esc")
+        creds = _get(cluster, namespace, "secret", "esc-credentials")
+        assert base64.b64decode(creds["data"]["GONG_API_SECRET"]).decode() == "esc-secret-1"
+        cond = condition(_gw(cluster, namespace, "esc"), "SecretsSynced")
+        assert cond["status"] == "True" and "acme/gong/prod" in cond["message"]
+        hash1 = _template_hash(cluster, namespace, "esc")
+        # Rotation in ESC reaches the pods after refreshInterval.
+        state.properties = env_vars({**values, "GONG_API_SECRET": "esc-secret-2"})
+        wait_for(lambda: _template_hash(cluster, namespace, "esc") != hash1, 40, what="ESC rotation rolled")
+        creds = _get(cluster, namespace, "secret", "esc-credentials")
+        assert base64.b64decode(creds["data"]["GONG_API_SECRET"]).decode() == "esc-secret-2"
+        # A key disappears from ESC: KeysMissing, workload untouched.
+        state.properties = env_vars({k: v for k, v in values.items() if k != "SNOWFLAKE_USER"})
+        wait_for(lambda: condition(_gw(cluster, namespace, "esc"), "SecretsSynced")["reason"] == "KeysMissing", 40,
+                 what="KeysMissing from ESC")
+        assert [m for m, _ in state.requests].count("POST") >= 3
 
 
 # ---------------------------------------------------------------------------------------- 6

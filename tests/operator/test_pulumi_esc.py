@@ -4,16 +4,13 @@ This stand-in is the only ESC the operator is tested against."""
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
 
 import pytest
 
 from gong_operator import spec as s
 from gong_operator.pulumi_esc import EscError, EscSource, to_credentials, unwrap
+from tests.operator.esc_standin import EscState, serve
 
 TOKEN = "pul-test-token"
 ENV_PROPS = {
@@ -28,67 +25,11 @@ ENV_PROPS = {
 }
 
 
-class FakeEsc:
-    def __init__(self) -> None:
-        self.sessions: dict[str, str] = {}
-        self.requests: list[tuple[str, str]] = []
-        self.properties: dict[str, Any] = ENV_PROPS
-        self.fail_open: int | None = None
-
-
 @pytest.fixture
-def esc_server() -> Iterator[tuple[str, FakeEsc]]:
-    state = FakeEsc()
-
-    class Handler(BaseHTTPRequestHandler):
-        def log_message(self, *args: Any) -> None:
-            pass
-
-        def _send(self, code: int, body: Any) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _auth(self) -> bool:
-            ok = self.headers.get("Authorization") == f"token {TOKEN}" and \
-                self.headers.get("Accept") == "application/vnd.pulumi+8"
-            if not ok:
-                self._send(401, {"code": 401, "message": "Unauthorized"})
-            return ok
-
-        def do_POST(self) -> None:
-            state.requests.append(("POST", self.path))
-            if not self._auth():
-                return
-            path = self.path.split("?")[0]
-            if path == "/api/esc/environments/acme/gong/prod/open":
-                if state.fail_open:
-                    self._send(state.fail_open, {"message": "nope"})
-                    return
-                sid = f"session-{len(state.sessions) + 1}"
-                state.sessions[sid] = path
-                self._send(200, {"id": sid, "diagnostics": []})
-            else:
-                self._send(404, {"code": 404, "message": "environment not found"})
-
-        def do_GET(self) -> None:
-            state.requests.append(("GET", self.path))
-            if not self._auth():
-                return
-            prefix = "/api/esc/environments/acme/gong/prod/open/"
-            if self.path.startswith(prefix) and self.path[len(prefix):] in state.sessions:
-                self._send(200, {"properties": state.properties})
-            else:
-                self._send(404, {"message": "session not found"})
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}", state
-    server.shutdown()
+def esc_server() -> Iterator[tuple[str, EscState]]:
+    state = EscState(token=TOKEN, org="acme", project="gong", env="prod", properties=ENV_PROPS)
+    with serve(state) as url:
+        yield url, state
 
 
 def _cfg(url: str, env: str = "prod") -> s.PulumiEscSpec:
