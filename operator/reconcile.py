@@ -267,8 +267,9 @@ class Reconciler:
                 old_conditions: list[dict[str, Any]], conds: list[st.Cond], rollout: st.Rollout,
                 result: SyncResult, digest: str, generation: int) -> dict[str, Any]:
         sm_served = any(c.type == st.MONITORING and c.status == "True" for c in conds)
-        kids = ch.desired_children(spec, owner, secret_data={} if result.ok else None, content_hash="",
-                                   service_monitor_served=sm_served)
+        # The workload trio is listed once it exists, even while the credentials are not synced.
+        kids = ch.desired_children(spec, owner, secret_data={} if result.ok or rollout.exists else None,
+                                   content_hash="", service_monitor_served=sm_served)
         listed = [{"apiVersion": m["apiVersion"], "kind": m["kind"], "name": m["metadata"]["name"]} for m in kids]
         return {
             "observedGeneration": generation,
