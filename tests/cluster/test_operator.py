@@ -79,6 +79,8 @@ def test_operator_runs_as_its_least_privilege_service_account(cluster, operator)
 
 
 def test_sample_converges_with_owned_children_and_columns(cluster, operator, namespace):
+    # Pod Security admission refuses any pod that breaks the restricted standard.
+    cluster.kubectl("label", "namespace", namespace, "pod-security.kubernetes.io/enforce=restricted")
     cluster.kubectl("apply", "-n", namespace, "-f", str(ROOT / "config" / "samples"))
     wait_ready(cluster, namespace, "gong", timeout=60)
     gw = _gw(cluster, namespace, "gong")
