@@ -1,0 +1,1 @@
+"""Benchmark modules. Each exposes ``NAME``, ``KEYS`` and ``run(ctx) -> dict`` (see bench.run)."""
