@@ -8,6 +8,7 @@ against another endpoint; ``exp`` bounds replays in time.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import time
@@ -43,14 +44,6 @@ class JwtVerifier:
         token = authorization.strip()
         if token[:7].lower() == "bearer ":
             token = token[7:].strip()
-        try:
-            header = jwt.get_unverified_header(token)
-        except jwt.InvalidTokenError:
-            raise VerificationError("malformed_token") from None
-        # Checked before any key is tried: "none", HS256-with-the-public-key and friends never reach
-        # a verification routine.
-        if header.get("alg") != ALGORITHM:
-            raise VerificationError("bad_algorithm")
         claims = self._decode(token)
         iat = claims.get("iat")
         if iat is not None and (not isinstance(iat, int | float) or iat > time.time() + self._leeway):
@@ -63,13 +56,16 @@ class JwtVerifier:
             raise VerificationError("body_mismatch")
         url = claims.get("webhook_url")
         try:
-            if not isinstance(url, str) or normalise_url(url) != self._public_url:
+            if not isinstance(url, str) or _normalised(url) != self._public_url:
                 raise VerificationError("url_mismatch")
         except ValueError:
             raise VerificationError("url_mismatch") from None
         return claims
 
     def _decode(self, token: str) -> dict[str, Any]:
+        # One parse per key tried (one in the usual single-key setup). PyJWT checks the header's alg
+        # against ``algorithms`` before it touches any key, so "none", HS256-with-the-public-key and
+        # friends never reach a verification routine (InvalidAlgorithmError below).
         for key in self._keys:
             try:
                 claims: dict[str, Any] = jwt.decode(
@@ -79,8 +75,12 @@ class JwtVerifier:
                     leeway=self._leeway,
                     options={"require": ["exp"], "verify_aud": False, "verify_iss": False},
                 )
+            except jwt.InvalidAlgorithmError:
+                raise VerificationError("bad_algorithm") from None
             except jwt.InvalidSignatureError:
                 continue
+            except jwt.DecodeError:
+                raise VerificationError("malformed_token") from None
             except jwt.ExpiredSignatureError:
                 raise VerificationError("expired") from None
             except jwt.ImmatureSignatureError:
@@ -91,6 +91,13 @@ class JwtVerifier:
                 raise VerificationError("invalid_token") from None
             return claims
         raise VerificationError("bad_signature")
+
+
+@functools.lru_cache(maxsize=64)
+def _normalised(url: str) -> NormalisedUrl:
+    # Only reached with claims whose signature verified, so the cache holds the few URLs the
+    # configured signers use; a ValueError is not cached and is raised again each time.
+    return normalise_url(url)
 
 
 def verify_url_key(presented: str, keys: list[str]) -> None:

@@ -37,14 +37,22 @@ class Poller(threading.Thread):
         self.seen: dict[str, float] = {}
         self.stop_event = threading.Event()
         self.queries = 0
+        self.error: BaseException | None = None
 
     def run(self) -> None:
+        try:
+            self._poll()
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def _poll(self) -> None:
         cur = self.conn.cursor()
         low = "0"
         while not self.stop_event.is_set():
             started = time.monotonic()
             try:
-                cur.execute(f"SELECT EVENT_ID, STREAM_ENTRY_ID FROM {self.table} WHERE STREAM_ENTRY_ID >= ?", [low])
+                cur.execute(f"SELECT EVENT_ID, STREAM_ENTRY_ID FROM {self.table} WHERE STREAM_ENTRY_ID >= %s", [low])
                 rows = cur.fetchall()
             except Exception as exc:
                 if "does not exist" not in str(exc):
@@ -95,6 +103,8 @@ def run(ctx: Any) -> dict[str, Any]:
         refused = sum(1 for r in results if r[2] != 202)
         deadline = time.monotonic() + DRAIN_TIMEOUT_S
         while time.monotonic() < deadline and not all(e in poller.seen for e in accepted):
+            if poller.error is not None:
+                raise RuntimeError(f"row poller failed: {poller.error!r}")
             time.sleep(0.2)
         drained_after = round(DRAIN_TIMEOUT_S - (deadline - time.monotonic()), 1)
     finally:
