@@ -2,7 +2,7 @@
 
 Runs the real ``gong-webhook-app`` entry point under pyinstrument (wall-clock sampling of the event
 loop thread) pinned to core 0, drives it with wrk on core 1 with pre-signed unique requests, stops
-it with SIGTERM and writes ``bench/results/profile_ingest.txt`` (and .html)."""
+it with SIGINT and writes the pyinstrument text report into a temp directory (path printed)."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from bench import common
 from bench.loadgen import run_wrk
-from bench.run import QUICK, RESULTS, _pool
+from bench.run import QUICK, _pool
 
 
 def main() -> None:
@@ -25,11 +25,11 @@ def main() -> None:
     workdir = Path(tempfile.mkdtemp(prefix="gong-profile-"))
     redis = common.RedisServer(workdir / "redis")
     pool = _pool(QUICK, workdir)
-    text_out, html_out = RESULTS / "profile_ingest.txt", RESULTS / "profile_ingest.html"
+    text_out = workdir / "profile_ingest.txt"
     env = common.app_env(redis.url, pool.public_key_b64, f"bench:profile:{uuid.uuid4().hex[:8]}")
     server = common.AppServer(env, workdir / "app.log", cpus="0")
     # Same process as scripts/bench measures, wrapped by pyinstrument.
-    server_cmd = [str(common.VENV_BIN / "pyinstrument"), "-r", "text", "-o", str(text_out), "--show-all",
+    server_cmd = [str(common.VENV_BIN / "pyinstrument"), "-r", "text", "-o", str(text_out),
                   str(common.VENV_BIN / "gong-webhook-app")]
     try:
         start_with(server, server_cmd)
@@ -41,7 +41,6 @@ def main() -> None:
         server.proc.wait(60)
         redis.stop()
     print(f"profile: {text_out} (log {workdir})")
-    _ = html_out
 
 
 def start_with(server: common.AppServer, cmd: list[str]) -> None:

@@ -51,6 +51,11 @@ FULL = Config("full", max_duration=20, rates=[100, 250, 500, 750, 1000], rate_du
               e2e_rate=200, e2e_duration=60, loader_batches=[1, 10, 50, 100, 250, 500, 1000, 2000],
               loader_batches_per_point=5, loader_row_by_row_max=1000, loader_budget_s=15, pool_size=140_000)
 
+# Seconds-long shape check for tests/bench (numbers meaningless).
+TINY = Config("tiny", max_duration=1, rates=[50], rate_duration=1, workers=[1], e2e_rate=50, e2e_duration=2,
+              loader_batches=[1, 10], loader_batches_per_point=2, loader_row_by_row_max=10, loader_budget_s=1,
+              pool_size=2_000)
+
 
 @dataclass
 class Context:
@@ -80,7 +85,8 @@ class Context:
 def _pool(cfg: Config, workdir: Path) -> common.RequestPool:
     """Pre-signed requests, cached in bench/results/pool*.tmp (git-ignored) while the tokens stay valid:
     signing ~1 ms each is the slowest part of preparing a run."""
-    cache, meta_path = RESULTS / "pool.tmp", RESULTS / "pool-meta.tmp"
+    base = workdir if cfg.mode == "tiny" else RESULTS
+    cache, meta_path = base / "pool.tmp", base / "pool-meta.tmp"
     if cache.exists() and meta_path.exists():
         meta = json.loads(meta_path.read_text())
         fresh = time.time() - meta["created"] < common.TOKEN_TTL_SECONDS - 1800
@@ -148,7 +154,7 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def charts(result: dict[str, Any], outdir: Path) -> list[Path]:
+def charts(result: dict[str, Any], outdir: Path, prefix: str = "") -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -174,7 +180,7 @@ def charts(result: dict[str, Any], outdir: Path) -> list[Path]:
         ax.set_title(f"ingest latency vs offered rate ({result['run']['mode']} run)")
         ax.legend(fontsize=8)
         ax.grid(True, which="both", alpha=0.3)
-        path = outdir / "ingest_latency.png"
+        path = outdir / f"{prefix}ingest_latency.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -193,7 +199,7 @@ def charts(result: dict[str, Any], outdir: Path) -> list[Path]:
         ax.set_title("loader throughput vs batch size")
         ax.legend()
         ax.grid(True, which="both", alpha=0.3)
-        path = outdir / "loader_batch_curve.png"
+        path = outdir / f"{prefix}loader_batch_curve.png"
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
@@ -201,19 +207,20 @@ def charts(result: dict[str, Any], outdir: Path) -> list[Path]:
     for module in MODULES:
         extra = getattr(module, "charts", None)
         if extra is not None and result.get(module.NAME) and module.NAME not in result.get("not_measured", {}):
-            saved.extend(extra(result[module.NAME], outdir))
+            saved.extend(extra(result[module.NAME], outdir, prefix))
     return saved
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench")
     parser.add_argument("--quick", action="store_true", help="short spot check (< 3 minutes)")
+    parser.add_argument("--tiny", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--only", action="append", default=[], help="run only this module (repeatable)")
     parser.add_argument("--out", type=Path, default=RESULTS / "latest.json")
     args = parser.parse_args(argv)
     # SIGTERM unwinds like Ctrl-C, so the servers started below are stopped by the finally blocks.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
-    cfg = QUICK if args.quick else FULL
+    cfg = TINY if args.tiny else QUICK if args.quick else FULL
     started = time.monotonic()
     started_at = datetime.now(UTC)
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -257,7 +264,8 @@ def main(argv: list[str] | None = None) -> int:
     args.out.write_text(json.dumps(result, indent=2, sort_keys=False) + "\n")
     table = markdown(result)
     (args.out.parent / (args.out.stem + ".md")).write_text(table + "\n")
-    for path in charts(result, args.out.parent):
+    prefix = "" if args.out.stem == "latest" else f"{args.out.stem}_"
+    for path in charts(result, args.out.parent, prefix):
         print(f"chart: {path.relative_to(common.ROOT) if path.is_relative_to(common.ROOT) else path}",
               file=sys.stderr)
     print(table)

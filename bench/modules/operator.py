@@ -3,7 +3,8 @@
 Plug-in contract (same for every module in bench.run.MODULES): ``NAME``; ``KEYS`` (the keys it
 owns under ``latest.json[NAME]``); ``available(ctx) -> str | None`` (a reason when it cannot run
 here: the keys are then written as null and the reason printed in the table, never a guessed
-number); ``run(ctx) -> dict`` (merged into ``latest.json[NAME]``); optional ``charts(result, outdir)``.
+number); ``run(ctx) -> dict`` (merged into ``latest.json[NAME]``); optional ``charts(result, outdir, prefix)``
+returning the PNG paths it saved.
 """
 
 from __future__ import annotations
