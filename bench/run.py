@@ -46,7 +46,7 @@ class Config:
 
 QUICK = Config("quick", max_duration=5, rates=[100, 500, 1000], rate_duration=4, workers=[1, 2], e2e_rate=200,
                e2e_duration=15, loader_batches=[1, 10, 100, 500], loader_batches_per_point=3,
-               loader_row_by_row_max=150, loader_budget_s=4, pool_size=40_000)
+               loader_row_by_row_max=150, loader_budget_s=4, pool_size=25_000)
 FULL = Config("full", max_duration=20, rates=[100, 250, 500, 750, 1000], rate_duration=15, workers=[1, 2],
               e2e_rate=200, e2e_duration=60, loader_batches=[1, 10, 50, 100, 250, 500, 1000, 2000],
               loader_batches_per_point=5, loader_row_by_row_max=1000, loader_budget_s=15, pool_size=140_000)
