@@ -23,6 +23,17 @@ def test_stdlib_operator_is_not_shadowed() -> None:
         assert out[1] == "7"
 
 
+def test_python_dash_m_works_from_the_repo_root() -> None:
+    # `python -m` puts the working directory first on sys.path before runpy (and with it
+    # collections -> operator) is imported; an operator/__init__.py at the root once broke
+    # `python -m pip` in CI this way. operator/ must stay a plain folder.
+    root = Path(__file__).resolve().parents[2]
+    assert not (root / "operator" / "__init__.py").exists()
+    for module in ("pip", "pytest"):
+        proc = subprocess.run([sys.executable, "-m", module, "--version"], cwd=root, capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+
+
 @pytest.mark.parametrize("script", ["gong-webhook-operator", "gong-webhook-app", "gong-webhook-loader"])
 def test_console_scripts_answer_help(script: str) -> None:
     exe = Path(sys.executable).parent / script

@@ -188,7 +188,7 @@ class Reconciler:
             # Never take over an object someone else created (e.g. a source Secret with the child's name).
             raise ChildConflict(f"{kind.kind} {name} exists and is not controlled by this GongWebhook")
         if not needs_apply(manifest, live):
-            return live  # type: ignore[no-any-return]
+            return live
         result: dict[str, Any] = self.kube.apply(manifest)
         action = "Created" if live is None else "Updated"
         out.applied.append(f"{kind.kind}/{name}")
