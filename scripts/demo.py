@@ -34,7 +34,7 @@ DEVCLUSTER = ROOT / "scripts" / "devcluster"
 
 NAMESPACE = "gong-demo"
 NAME = "demo"
-OPERATOR_NS = "gong-webhook-system"
+OPERATOR_NS = "gong-system"  # config/rbac puts the ServiceAccount here
 OPERATOR_SA = "gong-webhook-operator"
 REDIS_PORT = int(os.environ.get("DEMO_REDIS_PORT", "16380"))
 FAKESNOW_PORT = int(os.environ.get("DEMO_FAKESNOW_PORT", "18580"))
@@ -240,8 +240,11 @@ def create_webhook(env: dict[str, str]) -> None:
             "image": "ghcr.io/gong-webhook-operator/gong-webhook-app:0.1.0",
             "gong": {"publicUrl": PUBLIC_URL, "authMode": "jwt", "enrichmentEnabled": False},
             "redis": {"url": f"redis://127.0.0.1:{REDIS_PORT}/0", "stream": "gong:webhooks"},
-            "snowflake": {"database": "SOPHIA_AI", "schema": "GONG_WEBHOOKS", "warehouse": "COMPUTE_WH",
-                          "host": "localhost", "port": FAKESNOW_PORT, "protocol": "http"},
+            "snowflake": {"database": "SOPHIA_AI", "schema": "GONG_WEBHOOKS", "warehouse": "COMPUTE_WH"},
+            # The Snowflake endpoint is the local server; in production the connector derives it from
+            # SNOWFLAKE_ACCOUNT. extraConfig reaches the app through the rendered ConfigMap like any setting.
+            "extraConfig": {"SNOWFLAKE_HOST": "localhost", "SNOWFLAKE_PORT": str(FAKESNOW_PORT),
+                            "SNOWFLAKE_PROTOCOL": "http"},
             "secrets": {"sourceRef": {"name": "gong-demo-source"},
                         "requiredKeys": ["GONG_WEBHOOK_PUBLIC_KEYS", "SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER",
                                          "SNOWFLAKE_PASSWORD"]},
@@ -340,12 +343,13 @@ def show(env: dict[str, str], expect_rows: int) -> None:
     for line in text.splitlines():
         if line.startswith(("gong_webhook_events_total", "gong_webhook_verification_failures_total",
                             "gong_webhook_loaded_events_total", "gong_webhook_dlq_depth",
-                            "gong_webhook_consumer_lag")):
+                            "gong_webhook_consumer_lag", "gong_webhook_stream_length")):
             print(f"  {line}")
     print("Key metrics (operator /metrics):")
     _, text = http_get(f"http://127.0.0.1:{OPERATOR_METRICS_PORT}/metrics")
     for line in text.splitlines():
-        if line.startswith(("gong_operator_reconciles_total", "gong_operator_children_applied_total")):
+        if line.startswith(("gong_operator_reconciles_total", "gong_operator_children_applied_total",
+                            "gong_operator_gongwebhook_ready", "gong_operator_api_writes_total")):
             print(f"  {line}")
 
 

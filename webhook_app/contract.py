@@ -72,6 +72,10 @@ SECRET_KEYS: Final[frozenset[str]] = frozenset(
     }
 )
 
+# Values of GONG_WEBHOOK_AUTH_MODE as the app reads them, keyed by the CRD's spec.gong.authMode
+# (camelCase there, per Kubernetes API conventions).
+AUTH_MODES: Final[dict[str, str]] = {"jwt": "jwt", "urlKey": "url-key"}
+
 # HTTP routes the Deployment's probes and the Service rely on.
 HEALTH_PATH: Final = "/health"
 READY_PATH: Final = "/ready"

@@ -103,7 +103,7 @@ def config_data(spec: s.GongWebhookSpec) -> dict[str, str]:
         contract.GONG_API_BASE_URL: spec.gong.api_base_url,
         contract.GONG_API_RATE_LIMIT: repr(spec.gong.rate_limit),
         contract.GONG_API_BURST_LIMIT: str(spec.gong.burst),
-        contract.GONG_WEBHOOK_AUTH_MODE: spec.gong.auth_mode,
+        contract.GONG_WEBHOOK_AUTH_MODE: contract.AUTH_MODES[spec.gong.auth_mode],
         contract.GONG_ENRICHMENT_ENABLED: "true" if spec.gong.enrichment_enabled else "false",
         contract.SNOWFLAKE_WAREHOUSE: spec.snowflake.warehouse,
         contract.SNOWFLAKE_DATABASE: spec.snowflake.database,
