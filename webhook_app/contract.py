@@ -82,3 +82,53 @@ READY_PATH: Final = "/ready"
 METRICS_PATH: Final = "/metrics"
 WEBHOOK_PATH: Final = "/webhooks/gong"
 CONTAINER_PORT: Final = 8080
+
+# What each name means, for people: rendered into docs/configuration.md by
+# `python -m gong_operator.reference_docs --write`; a test keeps it complete.
+DESCRIPTIONS: Final[dict[str, str]] = {
+    HOST: "Listen address of the HTTP server.",
+    PORT: "Listen port of the HTTP server (the operator's Deployment uses 8080).",
+    WORKERS: "uvicorn worker processes; each builds its own app (and in-process loader) from the environment.",
+    LOG_LEVEL: "Log level: DEBUG, INFO, WARNING or ERROR. Logs are JSON lines with secrets redacted.",
+    REDIS_URL: "Redis URL (`redis://` or `rediss://`). A password belongs in REDIS_PASSWORD, not here.",
+    REDIS_STREAM: "Redis stream the app appends accepted events to; the loader's consumer group reads it. "
+                  "The dead-letter stream is `<stream>:dlq`.",
+    GONG_API_BASE_URL: "Gong REST API base URL used by enrichment.",
+    GONG_API_RATE_LIMIT: "Gong API calls per second, shared by all loaders through a Redis token bucket.",
+    GONG_API_BURST_LIMIT: "Gong API token-bucket size.",
+    GONG_WEBHOOK_AUTH_MODE: "`jwt` (verify Gong's signed JWT header, RS256) or `url-key` (a secret key in the URL "
+                            "path `/webhooks/gong/<key>`).",
+    GONG_WEBHOOK_PUBLIC_URL: "The exact URL configured in the Gong automation rule; the JWT's `webhook_url` claim "
+                             "must match it (compared normalised). Required in `jwt` mode.",
+    GONG_ENRICHMENT_ENABLED: "Fetch call details from the Gong API for each loaded call (needs GONG_API_KEY/SECRET).",
+    SNOWFLAKE_ROLE: "Snowflake role for the loader's session (optional).",
+    SNOWFLAKE_WAREHOUSE: "Snowflake warehouse.",
+    SNOWFLAKE_DATABASE: "Snowflake database (plain identifier).",
+    SNOWFLAKE_SCHEMA: "Snowflake schema (plain identifier); the loader creates its tables here if missing.",
+    SNOWFLAKE_HOST: "Snowflake host override (PrivateLink, or a local test server); default: derived from the account.",
+    SNOWFLAKE_PORT: "Snowflake port override.",
+    SNOWFLAKE_PROTOCOL: "`https` (default) or `http` (local test servers only).",
+    EVENT_SCOPE: "Prefix of event ids (`<scope>/<callId>`), so several Gong rules can share one table.",
+    MAX_BODY_BYTES: "Largest accepted webhook body; larger ones get 413 before they are read in full.",
+    DEDUP_TTL_SECONDS: "How long a call id is remembered for de-duplication at ingest (the MERGE de-duplicates "
+                       "forever).",
+    RUN_LOADER_IN_PROCESS: "Run the loader inside the app process (default). Set false and run "
+                           "`gong-webhook-loader` separately to scale them apart.",
+    LOADER_BATCH_SIZE: "Events per Snowflake MERGE.",
+    LOADER_BLOCK_MS: "How long one XREADGROUP waits for new events.",
+    LOADER_MAX_DELIVERIES: "Deliveries of one event before it is moved to the dead-letter stream.",
+    LOADER_CLAIM_IDLE_MS: "Pending events idle this long (a crashed loader's) are claimed by a live loader.",
+    LOADER_METRICS_PORT: "Metrics port of a standalone `gong-webhook-loader` (0: off).",
+    GONG_ENRICHMENT_BATCH_SIZE: "Call ids per Gong API request during enrichment.",
+    SNOWFLAKE_TIMEOUT_SECONDS: "Login and network timeout of Snowflake calls.",
+    GONG_API_KEY: "Gong API access key (enrichment).",
+    GONG_API_SECRET: "Gong API access key secret (enrichment).",
+    GONG_WEBHOOK_PUBLIC_KEYS: "Public key(s) of the Gong automation rule: bare base64 DER as Gong shows it, or PEM; "
+                              "several (rotation) separated by commas or newlines.",
+    GONG_WEBHOOK_SECRETS: "URL keys accepted in `url-key` mode, comma or newline separated (rotation).",
+    SNOWFLAKE_ACCOUNT: "Snowflake account identifier.",
+    SNOWFLAKE_USER: "Snowflake user of the loader.",
+    SNOWFLAKE_PASSWORD: "Snowflake password (or use SNOWFLAKE_PRIVATE_KEY).",
+    SNOWFLAKE_PRIVATE_KEY: "Snowflake key-pair authentication: unencrypted PEM private key.",
+    REDIS_PASSWORD: "Redis password (AUTH).",
+}

@@ -23,7 +23,7 @@ from gong_operator.reconcile import Reconciler
 from gong_operator.settings import OperatorSettings
 
 
-def parse_args(argv: list[str] | None) -> OperatorSettings:
+def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gong-webhook-operator", description="Kopf operator for GongWebhook resources.")
     scope = p.add_mutually_exclusive_group(required=True)
     scope.add_argument("-n", "--namespace", action="append", dest="namespaces", default=[],
@@ -37,9 +37,14 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     p.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0 = off)")
     p.add_argument("--resync-seconds", type=float, default=60.0, help="periodic full reconcile interval")
     p.add_argument("--workers", type=int, default=2, help="concurrent reconciles")
-    p.add_argument("--log-format", choices=["json", "plain", "full"], default="json")
-    p.add_argument("-v", "--verbose", action="store_true")
-    a = p.parse_args(argv)
+    p.add_argument("--log-format", choices=["json", "plain", "full"], default="json",
+                   help="log line format: json (one object per line), plain or full")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging, including Kopf's per-event lines")
+    return p
+
+
+def parse_args(argv: list[str] | None) -> OperatorSettings:
+    a = build_parser().parse_args(argv)
     priority = a.priority if a.priority is not None else 1 + secrets.randbelow(1_000_000)
     return OperatorSettings(
         namespaces=tuple(a.namespaces), standalone=a.standalone, peering_name=a.peering, priority=priority,

@@ -234,10 +234,13 @@ OUTPUTS = ("crds/gongwebhooks.yaml", "config/crd/bases/gongwebhooks.yaml")
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--write"]:
-        root = Path(__file__).resolve().parent.parent
+        root = Path(__file__).resolve().parents[2]  # operator/gong_operator/crd.py -> repo root
         for rel in OUTPUTS:
             (root / rel).write_text(render())
-        return 0
+        # The CRD reference is generated from the same schema; keep it in step.
+        from gong_operator import reference_docs
+
+        return reference_docs.main(["--write"])
     if args:
         sys.stderr.write("usage: python -m gong_operator.crd [--write]\n")
         return 2
