@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-STATE = ROOT / ".demo"
+STATE = Path(os.environ.get("DEMO_DIR", ROOT / ".demo")).resolve()
 PIDS = STATE / "pids"
 LOGS = STATE / "logs"
 VENV_BIN = Path(sys.executable).parent
@@ -157,6 +157,10 @@ def snowflake_connect() -> Any:
 def start_control_plane() -> dict[str, str]:
     step("local control plane (scripts/devcluster up; the first run on a machine builds it)")
     t = time.monotonic()
+    # `down` stops the control plane only if the demo started it: a developer's cluster stays up.
+    was_up = subprocess.run([str(DEVCLUSTER), "status"], capture_output=True).returncode == 0
+    if not was_up:
+        (STATE / "started-devcluster").touch()
     subprocess.run([str(DEVCLUSTER), "up"], check=True, stdout=subprocess.DEVNULL)
     info(f"up in {time.monotonic() - t:.1f}s")
     return cluster_env()
@@ -287,6 +291,7 @@ def start_app(env: dict[str, str]) -> None:
 
 
 def send(n: int, with_bad: bool = True) -> dict[str, int]:
+    """Send n signed webhooks (plus a forged one and a duplicate); tally the answers."""
     import httpx
     from cryptography.hazmat.primitives import serialization
 
@@ -307,12 +312,32 @@ def send(n: int, with_bad: bool = True) -> dict[str, int]:
             body, headers = forger.signed(call_payload())
             r = client.post("/webhooks/gong", content=body, headers=headers)
             tally[f"forged (other key) -> {r.status_code} {r.json().get('reason', '')}"] = 1
+            if r.status_code != 401:
+                die(f"the forged webhook was not refused: HTTP {r.status_code}")
             r = client.post("/webhooks/gong", content=first[0], headers=signer.headers(first[0]))
             tally[f"duplicate of the first -> {r.status_code} {r.json().get('status', '')}"] = 1
+            if r.status_code != 200:
+                die(f"the duplicate was not recognised: HTTP {r.status_code}")
+    if tally.get("signed -> 202", 0) != n:
+        die(f"not every signed webhook was accepted: {tally}")
     return tally
 
 
+def row_count() -> int:
+    """Rows in the events table; 0 before the loader has created it."""
+    import snowflake.connector
+
+    conn = snowflake_connect()
+    try:
+        return int(conn.cursor().execute("SELECT COUNT(*) FROM GONG_WEBHOOK_EVENTS").fetchone()[0])
+    except snowflake.connector.errors.ProgrammingError:
+        return 0
+    finally:
+        conn.close()
+
+
 def show(env: dict[str, str], expect_rows: int) -> None:
+    """Print the CR, the rows and key metrics; fail unless exactly expect_rows rows landed, none twice."""
     step("what landed")
     print(kubectl("get", "gongwebhooks", "-A", env=env).stdout)
     conn = snowflake_connect()
@@ -320,10 +345,7 @@ def show(env: dict[str, str], expect_rows: int) -> None:
     deadline = time.monotonic() + 60
     count = 0
     while time.monotonic() < deadline:
-        try:
-            count = cur.execute("SELECT COUNT(*) FROM GONG_WEBHOOK_EVENTS").fetchone()[0]
-        except Exception:
-            count = 0
+        count = row_count()
         if count >= expect_rows:
             break
         time.sleep(0.5)
@@ -338,6 +360,8 @@ def show(env: dict[str, str], expect_rows: int) -> None:
     dupes = cur.execute("SELECT COUNT(*) - COUNT(DISTINCT CALL_ID) FROM GONG_WEBHOOK_EVENTS").fetchone()[0]
     print(f"  duplicate call ids: {dupes}")
     conn.close()
+    if count != expect_rows or dupes:
+        die(f"expected {expect_rows} rows and no duplicates in Snowflake, found {count} rows, {dupes} duplicates")
     print("\nKey metrics (app /metrics):")
     _, text = http_get(f"http://127.0.0.1:{APP_PORT}/metrics")
     for line in text.splitlines():
@@ -360,10 +384,11 @@ def up() -> None:
     start_backends()
     create_webhook(env)
     start_app(env)
+    before = row_count()  # a second `up` adds to the rows of the first
     step(f"send {N_WEBHOOKS} signed Gong webhooks, one forged, one duplicate")
     for k, v in send(N_WEBHOOKS).items():
         info(f"{v:4} x {k}")
-    show(env, N_WEBHOOKS)
+    show(env, before + N_WEBHOOKS)
     print(f"\n[demo] done in {time.monotonic() - _T0:.0f}s. Everything keeps running:")
     print(f"  eval \"$(scripts/devcluster env)\"; kubectl describe gongwebhook -n {NAMESPACE} {NAME}")
     print("  scripts/demo send 10       # more webhooks")
@@ -375,7 +400,10 @@ def down() -> None:
         if alive(name):
             print(f"[demo] stopping {name}")
         stop(name)
-    subprocess.run([str(DEVCLUSTER), "down"], check=False)
+    if (STATE / "started-devcluster").exists():
+        subprocess.run([str(DEVCLUSTER), "down"], check=False)
+    else:
+        print("[demo] the control plane was already running before the demo; left up (scripts/devcluster down)")
     shutil.rmtree(STATE, ignore_errors=True)
     print("[demo] down")
 
