@@ -60,3 +60,21 @@ def test_config_default_renders_and_server_dry_run_applies(cluster: Cluster, mon
     assert proc.returncode == 0, proc.stderr
     assert "(server dry run)" in proc.stdout
     assert proc.stdout.count("(server dry run)") == len(docs)
+
+
+def test_without_monitoring_variant_applies_where_prometheus_operator_is_absent(cluster: Cluster) -> None:
+    if cluster.kubectl("get", "crd", "servicemonitors.monitoring.coreos.com", check=False).returncode == 0:
+        pytest.skip("monitoring CRDs are installed in this cluster; this variant is for clusters without them")
+    rendered = cluster.kubectl("kustomize", str(ROOT / "config" / "without-monitoring")).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    assert not [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
+    assert {"Deployment", "ClusterRole", "CustomResourceDefinition"} <= {d["kind"] for d in docs}
+    real = [d for d in docs if d["kind"] in ("Namespace", "CustomResourceDefinition")]
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                    input="\n---\n".join(json.dumps(d) for d in real))
+    for d in real:
+        if d["kind"] == "CustomResourceDefinition":
+            cluster.kubectl("wait", "--for=condition=Established", f"crd/{d['metadata']['name']}", "--timeout=30s")
+    proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.count("(server dry run)") == len(docs)
