@@ -6,6 +6,7 @@ import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -30,6 +31,17 @@ def monitoring_crds(cluster: Cluster) -> Iterator[None]:
         cluster.kubectl("delete", "-f", str(MONITORING_CRDS), "--wait=true", check=False)
 
 
+def _install_prerequisites(cluster: Cluster, docs: list[dict[str, Any]]) -> None:
+    """A dry run cannot create a namespace or a CRD that later objects need, so those go in for real
+    (idempotent); then the whole rendering is applied with --dry-run=server."""
+    real = [d for d in docs if d["kind"] in ("Namespace", "CustomResourceDefinition")]
+    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
+                    input="\n---\n".join(json.dumps(d) for d in real))
+    for d in real:
+        if d["kind"] == "CustomResourceDefinition":
+            cluster.kubectl("wait", "--for=condition=Established", f"crd/{d['metadata']['name']}", "--timeout=30s")
+
+
 def test_config_default_renders_and_server_dry_run_applies(cluster: Cluster, monitoring_crds: None) -> None:
     rendered = cluster.kubectl("kustomize", str(ROOT / "config" / "default")).stdout
     docs = [d for d in yaml.safe_load_all(rendered) if d]
@@ -42,14 +54,7 @@ def test_config_default_renders_and_server_dry_run_applies(cluster: Cluster, mon
         if d["kind"] not in ("Namespace", "CustomResourceDefinition", "ClusterRole", "ClusterRoleBinding",
                              "ClusterKopfPeering"):
             assert d["metadata"].get("namespace") == "gong-system", (d["kind"], d["metadata"]["name"])
-    # A dry run cannot create a namespace or a CRD that later objects need, so those go in for real
-    # (idempotent), then the whole rendering is applied with --dry-run=server.
-    real = [d for d in docs if d["kind"] in ("Namespace", "CustomResourceDefinition")]
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
-                    input="\n---\n".join(json.dumps(d) for d in real))
-    for d in real:
-        if d["kind"] == "CustomResourceDefinition":
-            cluster.kubectl("wait", "--for=condition=Established", f"crd/{d['metadata']['name']}", "--timeout=30s")
+    _install_prerequisites(cluster, docs)
     deadline = time.monotonic() + 30
     while True:
         proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
@@ -69,12 +74,7 @@ def test_without_monitoring_variant_applies_where_prometheus_operator_is_absent(
     docs = [d for d in yaml.safe_load_all(rendered) if d]
     assert not [d for d in docs if d["apiVersion"].startswith("monitoring.coreos.com/")]
     assert {"Deployment", "ClusterRole", "CustomResourceDefinition"} <= {d["kind"] for d in docs}
-    real = [d for d in docs if d["kind"] in ("Namespace", "CustomResourceDefinition")]
-    cluster.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-",
-                    input="\n---\n".join(json.dumps(d) for d in real))
-    for d in real:
-        if d["kind"] == "CustomResourceDefinition":
-            cluster.kubectl("wait", "--for=condition=Established", f"crd/{d['metadata']['name']}", "--timeout=30s")
+    _install_prerequisites(cluster, docs)
     proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("(server dry run)") == len(docs)
