@@ -9,6 +9,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -63,6 +64,16 @@ class Cluster:
         """kubectl with another identity's kubeconfig."""
         return self.kubectl(f"--kubeconfig={kubeconfig}", *args, check=check)
 
+    def grant_operator_secret_writes(self, namespace: str) -> None:
+        """What a platform team does for each namespace hosting GongWebhooks: bind the operator's
+        secrets-writer ClusterRole there (config/rbac/namespaced/secrets_writer_role_binding.yaml)."""
+        import yaml
+
+        binding = yaml.safe_load((ROOT / "config" / "rbac" / "namespaced" / "secrets_writer_role_binding.yaml")
+                                 .read_text())
+        binding["metadata"]["namespace"] = namespace
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(binding))
+
     def devcluster(self, *args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([str(DEVCLUSTER), *args], capture_output=True, text=True, check=True)
 
@@ -89,8 +100,42 @@ def cluster() -> Iterator[Cluster]:
 
 @pytest.fixture
 def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh namespace. When the test also uses the `operator` fixture, the namespace gets the
+    operator's per-namespace secrets-writer RoleBinding, as a platform team would add it."""
     base = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:40].strip("-")
     name = f"t-{base}-{uuid.uuid4().hex[:6]}"
     cluster.kubectl("create", "namespace", name)
+    if "operator" in request.fixturenames:
+        cluster.grant_operator_secret_writes(name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
+
+
+# The operator fixtures live here (not in tests/cluster/conftest.py) so that tests/security and
+# tests/faults share the one operator process of the session; their helpers stay in tests/cluster.
+
+
+@pytest.fixture(scope="session")
+def gw_crd(cluster: Cluster) -> None:
+    """The GongWebhook CRD (and Kopf's peering CRDs + object), installed as admin."""
+    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "gongwebhooks.yaml"))
+    cluster.kubectl("apply", "-f", str(ROOT / "config" / "peering" / "crds.yaml"))
+    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
+                    "crd/gongwebhooks.gong.sophia-ai.com", "crd/clusterkopfpeerings.kopf.dev")
+    cluster.kubectl("apply", "-f", str(ROOT / "config" / "peering" / "peering.yaml"))
+
+
+@pytest.fixture(scope="session")
+def operator(cluster: Cluster, gw_crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """One `gong-webhook-operator` process for the session, running as its ServiceAccount with the
+    RBAC from config/rbac (see tests/cluster/conftest.py)."""
+    from tests.cluster.conftest import SA_NAMESPACE, OperatorProcess, sa_kubeconfig
+
+    cluster.kubectl("create", "namespace", SA_NAMESPACE, check=False)
+    cluster.kubectl("apply", "-k", str(ROOT / "config" / "rbac"))
+    workdir = tmp_path_factory.mktemp("operator")
+    kubeconfig = sa_kubeconfig(cluster, workdir / "kubeconfig")
+    op = OperatorProcess(cluster, kubeconfig, workdir)
+    op.start()
+    yield op
+    op.stop()

@@ -1,10 +1,11 @@
-"""Operator fixtures for the cluster tests.
+"""Operator helpers for the cluster tests (the `gw_crd` and `operator` fixtures are in tests/conftest.py).
 
 One operator process is shared by the whole session. It runs the real console script
 (`gong-webhook-operator`) **as its own ServiceAccount**: the fixture applies config/rbac/, requests a
 token for the ServiceAccount (TokenRequest API) and writes a kubeconfig with only that token and the
 cluster's CA/server. A missing permission therefore fails the tests; the operator log is checked for
-Forbidden errors at the end of the session.
+Forbidden errors at the end of the session. Secret writes are granted per namespace: the `namespace`
+fixture binds the secrets-writer ClusterRole in namespaces of tests that use the operator.
 """
 
 from __future__ import annotations
@@ -18,11 +19,10 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -153,28 +153,6 @@ class OperatorProcess:
             if all(f'{k}="{v}"' in key for k, v in labels.items()):
                 total += value
         return total
-
-
-@pytest.fixture(scope="session")
-def gw_crd(cluster: Any) -> None:
-    """The GongWebhook CRD (and Kopf's peering CRDs + object), installed as admin."""
-    cluster.kubectl("apply", "-f", str(ROOT / "crds" / "gongwebhooks.yaml"))
-    cluster.kubectl("apply", "-f", str(ROOT / "config" / "peering" / "crds.yaml"))
-    cluster.kubectl("wait", "--for=condition=Established", "--timeout=60s",
-                    "crd/gongwebhooks.gong.sophia-ai.com", "crd/clusterkopfpeerings.kopf.dev")
-    cluster.kubectl("apply", "-f", str(ROOT / "config" / "peering" / "peering.yaml"))
-
-
-@pytest.fixture(scope="session")
-def operator(cluster: Any, gw_crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[OperatorProcess]:
-    cluster.kubectl("create", "namespace", SA_NAMESPACE, check=False)
-    cluster.kubectl("apply", "-k", str(ROOT / "config" / "rbac"))
-    workdir = tmp_path_factory.mktemp("operator")
-    kubeconfig = sa_kubeconfig(cluster, workdir / "kubeconfig")
-    op = OperatorProcess(cluster, kubeconfig, workdir)
-    op.start()
-    yield op
-    op.stop()
 
 
 def kube_json(cluster: Any, *args: str) -> Any:
