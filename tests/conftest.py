@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
+from tests import secret_scan
 
 ROOT = Path(__file__).resolve().parent.parent
 DEVCLUSTER = ROOT / "scripts" / "devcluster"
@@ -139,3 +142,54 @@ def operator(cluster: Cluster, gw_crd: None, tmp_path_factory: pytest.TempPathFa
     op.start()
     yield op
     op.stop()
+
+
+# ---------------------------------------------------------------------------------- secret scan
+# Every registered secret value (tests/secret_scan.py) is looked for in every test's captured output,
+# in the in-process log records of the app and the operator (written unredacted, so code that logs a
+# secret is caught even where the app's redaction would have hidden it) and, at the end of the
+# session, in every log file the app, loader and operator processes wrote.
+
+_report_findings: list[secret_scan.Finding] = []
+SCANNED_LOGGERS = ("webhook_app", "gong_operator")
+
+
+_scanned = {"sections": 0, "logs": 0}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    for name, content in report.sections:
+        _scanned["sections"] += 1
+        _report_findings.extend(secret_scan.find_in_text(content, f"{report.nodeid} [{name}]"))
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    terminalreporter.write_line(
+        f"secret scan: {len(secret_scan.secrets())} configured secret values looked for in "
+        f"{_scanned['logs']} process logs and {_scanned['sections']} captured-output sections")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _session_secret_scan() -> Iterator[None]:
+    from webhook_app.logging_setup import JsonFormatter
+
+    path = secret_scan.new_log("in-process")
+    handler = logging.FileHandler(path)
+    handler.setFormatter(JsonFormatter())  # no secrets given: nothing is redacted
+    handler.setLevel(logging.DEBUG)
+    loggers = [logging.getLogger(n) for n in SCANNED_LOGGERS]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        if lg.getEffectiveLevel() > logging.INFO:
+            lg.setLevel(logging.INFO)
+    yield
+    for lg, level in zip(loggers, levels, strict=True):
+        lg.removeHandler(handler)
+        lg.setLevel(level)
+    handler.close()
+    findings, _scanned["logs"] = secret_scan.scan_logs()
+    findings += _report_findings
+    if findings:
+        pytest.fail("configured secret values in the output of this run:\n" + "\n".join(map(str, findings)),
+                    pytrace=False)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import string
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
@@ -116,10 +117,15 @@ def _route_label(path: str) -> str:
     return "other"
 
 
+# ASCII only: str.isalnum() also accepts latin-1 letters such as "\xff", which were echoed back
+# (re-encoded as UTF-8) into the response header and the logs.
+_REQUEST_ID_CHARS = frozenset(string.ascii_letters + string.digits + "-_.:")
+
+
 def _clean_request_id(raw: bytes | None) -> str:
     if raw and len(raw) <= 128:
         text = raw.decode("latin-1")
-        if all(c.isalnum() or c in "-_.:" for c in text):
+        if _REQUEST_ID_CHARS.issuperset(text):
             return text
     return uuid.uuid4().hex
 

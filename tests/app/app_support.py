@@ -19,6 +19,8 @@ import redis
 import snowflake.connector
 import uvicorn
 
+from tests import secret_scan
+
 VENV_BIN = Path(sys.executable).parent
 
 
@@ -67,6 +69,7 @@ class RedisServer:
         ]
         if password:
             args += ["--requirepass", password]
+            secret_scan.register_secret(password)
         self.password = password
         self.proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port)
@@ -136,8 +139,10 @@ class AppProcess:
     def __init__(self, script: str, env: dict[str, str], args: list[str] | None = None, log: Path | None = None):
         full_env = {k: v for k, v in os.environ.items() if k.startswith(("PATH", "HOME", "LANG", "LC_", "TMP"))}
         full_env.update(env)
-        self.log_path = log
-        self.log = open(log, "wb") if log else subprocess.DEVNULL
+        # Every run's output is kept and scanned for the configured secrets at the end of the session.
+        secret_scan.register_env(env)
+        self.log_path = secret_scan.register_log(log, script) if log else secret_scan.new_log(script)
+        self.log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [str(VENV_BIN / script), *(args or [])], env=full_env, stdout=self.log, stderr=self.log,
         )
@@ -158,12 +163,11 @@ class AppProcess:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
-        if hasattr(self.log, "close"):
-            self.log.close()
+        self.log.close()
         return int(self.proc.returncode)
 
     def output(self) -> str:
-        return self.log_path.read_text() if self.log_path else ""
+        return self.log_path.read_text()
 
 
 class TcpProxy:

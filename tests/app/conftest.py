@@ -11,6 +11,7 @@ import httpx
 import pytest
 from app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer
 
+from tests import secret_scan
 from webhook_app.api import create_app
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings, load_settings
@@ -84,7 +85,9 @@ def app_env(
 @pytest.fixture
 def make_settings(app_env: dict[str, str]) -> Callable[..., AppSettings]:
     def make(**overrides: str) -> AppSettings:
-        return load_settings({**app_env, **overrides})
+        settings = load_settings({**app_env, **overrides})
+        secret_scan.register_settings(settings)
+        return settings
 
     return make
 

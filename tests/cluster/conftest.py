@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from tests import secret_scan
+
 ROOT = Path(__file__).resolve().parents[2]
 SA_NAMESPACE = "gong-system"
 SA_NAME = "gong-webhook-operator"
@@ -96,7 +98,7 @@ class OperatorProcess:
     def start(self) -> None:
         self.generation += 1
         self.priority += 1  # a SIGKILLed predecessor stays in the peering object until its lifetime ends
-        log = self.workdir / f"operator-{self.generation}.log"
+        log = secret_scan.register_log(self.workdir / f"operator-{self.generation}.log", "operator")
         self.logs.append(log)
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
         env["KUBECONFIG"] = str(self.kubeconfig)
@@ -179,6 +181,7 @@ def source_secret(name: str = "gong-credentials", **overrides: str | None) -> di
         "SNOWFLAKE_ACCOUNT": "acct-1", "SNOWFLAKE_USER": "user-1", "SNOWFLAKE_PASSWORD": "pw-value-1",
     }
     data.update(overrides)
+    secret_scan.register_secret(data["GONG_API_SECRET"], data["SNOWFLAKE_PASSWORD"])
     return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name}, "type": "Opaque",
             "stringData": {k: v for k, v in data.items() if v is not None}}
 

@@ -1,0 +1,183 @@
+"""Hostile request shapes against the real app under uvicorn (real sockets, real redis-server).
+
+Bodies: deeply nested JSON (100k levels, arrays and objects) and oversized ones, signed so that they get
+past authentication and reach the parser -> a 4xx JSON answer, never a 5xx, nothing enqueued, and the
+server still serves the next request. Headers: CR, LF, NUL, obs-fold, non-ASCII and huge values in
+X-Request-ID (the one header the app echoes) and in other headers -> never reflected raw into response
+headers or logs. Raw sockets are used where an HTTP client would refuse to send the bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import re
+import socket
+from collections.abc import Iterator
+
+import orjson
+import pytest
+
+from tests.security.conftest import App
+from webhook_app.testing.gong_sim import GongSigner, call_payload
+
+pytestmark = pytest.mark.redis
+DEPTH = 100_000
+
+
+class Records(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        from webhook_app.logging_setup import JsonFormatter
+
+        self.lines.append(JsonFormatter().format(record))
+
+
+@pytest.fixture
+def app_logs() -> Iterator[Records]:
+    handler = Records()
+    logger = logging.getLogger("webhook_app")
+    old = logger.level
+    logger.setLevel(logging.DEBUG)
+    logger.addHandler(handler)
+    yield handler
+    logger.removeHandler(handler)
+    logger.setLevel(old)
+
+
+def _raw(app: App, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", app.port), timeout=20) as conn:
+        conn.sendall(request)
+        out = b""
+        while chunk := conn.recv(65536):
+            out += chunk
+    return out
+
+
+def _head(response: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
+    head = response.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+    status = int(head[0].split(b" ")[1])
+    headers = [tuple(line.split(b":", 1)) for line in head[1:]]
+    return status, [(k.strip().lower(), v.strip()) for k, v in headers]  # type: ignore[misc]
+
+
+def _assert_still_serving(app: App) -> None:
+    assert app.client.get("/health").status_code == 200
+
+
+NESTED = {
+    "arrays": b"[" * DEPTH + b"]" * DEPTH,
+    "objects": b'{"a":' * DEPTH + b"1" + b"}" * DEPTH,
+    "arrays_inside_a_call": b'{"callData":{"metaData":{"id":"1"}},"x":' + b"[" * DEPTH + b"]" * DEPTH + b"}",
+    "unterminated": b"[" * DEPTH,
+}
+
+
+@pytest.mark.parametrize("shape", sorted(NESTED))
+def test_deeply_nested_signed_json_is_a_4xx(shape: str, app: App, signer: GongSigner, sec_redis, app_logs):
+    body = NESTED[shape]
+    response = app.post(body, signer.headers(body))
+    assert 400 <= response.status_code < 500, response.text
+    assert response.headers["content-type"] == "application/json"
+    assert response.json()["error"] in {"invalid_json", "missing_call_id"}
+    assert sec_redis.client().xlen(app.settings.redis_stream) == 0
+    assert not any('"level":"ERROR"' in line for line in app_logs.lines)
+    _assert_still_serving(app)
+
+
+@pytest.mark.parametrize("shape", sorted(NESTED))
+def test_deeply_nested_json_in_the_token_is_refused(shape: str, app: App, signer: GongSigner, sec_redis):
+    body = orjson.dumps(call_payload("1"))
+    segment = base64.urlsafe_b64encode(NESTED[shape]).rstrip(b"=").decode()
+    genuine = signer.token(body).split(".")
+    for token in (f"{segment}.{genuine[1]}.{genuine[2]}", f"{genuine[0]}.{segment}.{genuine[2]}"):
+        response = app.post(body, {"Authorization": token})
+        assert response.status_code == 401, response.text
+    assert sec_redis.client().xlen(app.settings.redis_stream) == 0
+    _assert_still_serving(app)
+
+
+def test_oversized_signed_body_is_413_and_nothing_enqueued(app_env, sec_redis, signer):
+    from webhook_app.settings import load_settings
+
+    app = App(load_settings({**app_env, "MAX_BODY_BYTES": "65536"}))
+    try:
+        body = b'{"callData":{"metaData":{"id":"1"}},"pad":"' + b"x" * 70_000 + b'"}'
+        response = app.post(body, signer.headers(body))
+        assert response.status_code == 413 and response.json() == {"error": "body_too_large"}
+        assert sec_redis.client().xlen(app.settings.redis_stream) == 0
+        _assert_still_serving(app)
+    finally:
+        app.stop()
+
+
+HOSTILE_IDS = {
+    "crlf_set_cookie": b"abc\r\nSet-Cookie: pwned=1",
+    "obs_fold": b"abc\r\n Set-Cookie: pwned=1",
+    "bare_cr": b"abc\rSet-Cookie: pwned=1",
+    "nul": b"abc\x00def",
+    "latin1_letter": b"abc\xffdef",
+    "utf8_letters": "abcé日本".encode(),
+    "html": b"<script>alert(1)</script>",
+    "json_breakout": b'x","level":"CRITICAL',
+    "huge": b"A" * 100_000,
+    "just_over_128": b"a" * 129,
+}
+
+
+@pytest.mark.parametrize("case", sorted(HOSTILE_IDS))
+def test_hostile_request_id_is_never_reflected_raw(case: str, app: App, app_logs: Records):
+    value = HOSTILE_IDS[case]
+    for path in (b"/health", b"/webhooks/gong"):
+        method = b"GET" if path == b"/health" else b"POST"
+        request = (method + b" " + path + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n"
+                   b"X-Request-ID: " + value + b"\r\n\r\n{}")
+        response = _raw(app, request)
+        status, headers = _head(response)
+        assert status < 500, response[:300]
+        assert not any(k == b"set-cookie" for k, _ in headers), response[:300]
+        echoed = [v for k, v in headers if k == b"x-request-id"]
+        if echoed:  # the app answered: with a clean id (its own, or the part before a CRLF that ended the line)
+            assert len(echoed) == 1 and re.fullmatch(rb"[A-Za-z0-9._:-]{1,128}", echoed[0]), echoed
+            assert b"pwned" not in echoed[0]
+        else:  # the HTTP server refused the request line itself
+            assert status == 400
+        for fragment in (value, value.decode("latin-1").encode(), value.decode("latin-1")[:40].encode()):
+            assert fragment not in response.split(b"\r\n\r\n", 1)[0]
+    logged = "\n".join(app_logs.lines)
+    text = value.decode("latin-1")
+    assert text[:40] not in logged and "pwned" not in logged and "CRITICAL" not in logged
+    _assert_still_serving(app)
+
+
+def test_plain_request_id_is_echoed(app: App):
+    assert app.client.get("/health", headers={"X-Request-ID": "req-1.a_b:c"}).headers["x-request-id"] == "req-1.a_b:c"
+
+
+MARKER = "reflect-me-5c1d"
+
+
+def test_no_other_request_header_is_reflected(app: App, signer: GongSigner):
+    body = orjson.dumps(call_payload("2"))
+    headers = {**signer.headers(body), "User-Agent": MARKER, "Referer": f"https://{MARKER}.example/",
+               "Origin": f"https://{MARKER}.example", "X-Forwarded-For": f"1.2.3.4, {MARKER}",
+               "X-Forwarded-Host": MARKER, "Accept-Language": MARKER, "Cookie": f"a={MARKER}"}
+    for method, path in (("POST", "/webhooks/gong"), ("GET", "/health"), ("GET", "/nope"), ("GET", "/webhooks/gong")):
+        response = app.client.request(method, path, content=body if method == "POST" else None, headers=headers)
+        raw_headers = "\n".join(f"{k}: {v}" for k, v in response.headers.items())
+        assert MARKER not in raw_headers and MARKER not in response.text, (method, path)
+
+
+@pytest.mark.parametrize("size", [100_000, 1_000_000])
+def test_huge_authorization_header_is_a_401_json(size: int, app: App, sec_redis):
+    request = (b"POST /webhooks/gong HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n"
+               b"Authorization: " + b"a" * size + b"\r\n\r\n{}")
+    response = _raw(app, request)
+    status, headers = _head(response)
+    assert status == 401 and (b"content-type", b"application/json") in headers
+    assert b"a" * 100 not in response
+    assert sec_redis.client().xlen(app.settings.redis_stream) == 0
+    _assert_still_serving(app)
