@@ -226,6 +226,16 @@ def create_webhook(env: dict[str, str]) -> None:
                                                serialization.NoEncryption()))
         key_file.chmod(0o600)
     kubectl("create", "namespace", NAMESPACE, check=False, env=env)
+    # The operator may write Secrets only where a platform team binds its secrets-writer role
+    # (config/rbac/namespaced/secrets_writer_role_binding.yaml).
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "gong-webhook-operator-secrets-writer", "namespace": NAMESPACE},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole",
+                    "name": "gong-webhook-operator-secrets-writer"},
+        "subjects": [{"kind": "ServiceAccount", "name": OPERATOR_SA, "namespace": OPERATOR_NS}],
+    }
+    kubectl("apply", "-f", "-", input=json.dumps(binding), env=env)
     source = {
         "apiVersion": "v1", "kind": "Secret",
         "metadata": {"name": "gong-demo-source", "namespace": NAMESPACE},

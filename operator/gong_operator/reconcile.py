@@ -23,7 +23,7 @@ from gong_operator import status as st
 from gong_operator.diff import needs_apply
 from gong_operator.hashing import content_hash
 from gong_operator.pulumi_esc import EscSource
-from gong_operator.secret_sync import SYNCED, SyncResult, sync
+from gong_operator.secret_sync import SECRETS_WRITER_BINDING, SYNCED, SyncResult, sync, write_forbidden
 
 log = logging.getLogger("gong_operator.reconcile")
 
@@ -146,7 +146,21 @@ class Reconciler:
         try:
             self._unsuspend_if_needed(spec, owner)
             for manifest in desired:
-                live = self._apply_one(body, manifest, out)
+                if manifest["kind"] == "Deployment" and not result.ok:
+                    continue  # the credentials could not be written: the workload stays as it was
+                try:
+                    live = self._apply_one(body, manifest, out)
+                except k.KubeError as e:
+                    if manifest["kind"] != "Secret" or e.status != 403 or e.namespace_terminating:
+                        raise
+                    # Secret writes are granted per namespace; a namespace without the binding is a
+                    # configuration state the platform team fixes, reported in SecretsSynced.
+                    result = write_forbidden(owner.namespace, manifest["metadata"]["name"], result.source)
+                    digest = str(old_status.get("secretHash", ""))
+                    metrics.RECONCILE_ERRORS.labels(stage="secrets").inc()
+                    log.warning("reconcile of %s/%s: not allowed to write Secret %s (no %s RoleBinding)",
+                                owner.namespace, owner.name, manifest["metadata"]["name"], SECRETS_WRITER_BINDING)
+                    continue
                 if manifest["kind"] == "Deployment":
                     live_deployment = live
             self._delete_unwanted(body, spec, owner, sm_served, out)

@@ -23,6 +23,18 @@ KEYS_MISSING = "KeysMissing"
 ACCESS_TOKEN_MISSING = "AccessTokenMissing"  # noqa: S105 - a condition reason
 ESC_ERROR = "PulumiEscError"
 SOURCE_INVALID = "SourceInvalid"
+SOURCE_NOT_SHARED = "SourceNotShared"
+FORBIDDEN = "Forbidden"
+
+# A Secret in another namespace is copied only when its own metadata lists the GongWebhook's
+# namespace here. Whoever can edit that Secret decides who may read it through the operator;
+# creating a GongWebhook alone never does (the operator can read Secrets everywhere, its users cannot).
+ALLOW_SYNC_TO_ANNOTATION = "gong.sophia-ai.com/allow-sync-to"
+
+# Writing Secrets is granted per namespace (config/rbac/namespaced/secrets_writer_role_binding.yaml),
+# not cluster-wide: these names appear in the condition that says a binding is missing.
+SECRETS_WRITER_ROLE = "gong-webhook-operator-secrets-writer"
+SECRETS_WRITER_BINDING = "gong-webhook-operator-secrets-writer"
 
 
 @dataclass(frozen=True)
@@ -77,9 +89,31 @@ def sync_from_secret(spec: s.GongWebhookSpec, namespace: str, get_secret: Secret
         return SyncResult(False, SOURCE_INVALID, f"{where} is the synced Secret itself; point sourceRef elsewhere",
                           "secret")
     secret = get_secret(ns, ref.name)
+    if ns != namespace and (secret is None or namespace not in allowed_namespaces(secret)):
+        # One answer for "absent" and "not shared": the operator must not tell a namespace that
+        # cannot read a Secret whether it exists.
+        return SyncResult(False, SOURCE_NOT_SHARED,
+                          f"{where} is in another namespace and does not exist or does not list namespace "
+                          f"{namespace} in its annotation {ALLOW_SYNC_TO_ANNOTATION}", "secret")
     if secret is None:
         return SyncResult(False, SOURCE_MISSING, f"{where} not found", "secret")
     return check(decode_secret_data(secret), spec.required_secret_keys, source="secret", where=where)
+
+
+def allowed_namespaces(secret: Mapping[str, Any]) -> frozenset[str]:
+    """Namespaces a source Secret's owner allows to sync it (comma-separated names, no wildcards)."""
+    raw = ((secret.get("metadata") or {}).get("annotations") or {}).get(ALLOW_SYNC_TO_ANNOTATION) or ""
+    return frozenset(part.strip() for part in str(raw).split(",") if part.strip())
+
+
+def write_forbidden(namespace: str, secret_name: str, source: str) -> SyncResult:
+    """The synced Secret could not be written: the namespace lacks the operator's secrets-writer binding."""
+    return SyncResult(
+        False, FORBIDDEN,
+        f"the operator may not write Secret {namespace}/{secret_name}: namespace {namespace} needs the RoleBinding "
+        f"{SECRETS_WRITER_BINDING} to ClusterRole {SECRETS_WRITER_ROLE} for the operator's ServiceAccount "
+        "(config/rbac/namespaced/secrets_writer_role_binding.yaml)", source)
+
 
 
 def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource) -> SyncResult:

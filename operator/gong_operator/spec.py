@@ -264,8 +264,11 @@ class SnowflakeSpec(_Model):
 
 class SecretRef(_Model):
     name: str = Field(..., description="Name of the source Secret.", pattern=DNS_SUBDOMAIN, max_length=253)
-    namespace: str | None = Field(None, description="Namespace of the source Secret (default: the GongWebhook's).",
-                                  pattern=DNS_LABEL, max_length=63)
+    namespace: str | None = Field(
+        None, description="Namespace of the source Secret (default: the GongWebhook's). A Secret in another "
+        "namespace is synced only if its annotation `gong.sophia-ai.com/allow-sync-to` (comma-separated "
+        "namespace names) lists the GongWebhook's namespace; otherwise SecretsSynced=False, reason SourceNotShared.",
+        pattern=DNS_LABEL, max_length=63)
 
 
 class SecretKeyRef(_Model):

@@ -10,6 +10,7 @@ from gong_operator.secret_sync import (
     KEYS_MISSING,
     SOURCE_INVALID,
     SOURCE_MISSING,
+    SOURCE_NOT_SHARED,
     sync,
 )
 from tests.operator.conftest import make_spec
@@ -54,8 +55,11 @@ def test_empty_value_counts_as_missing_and_url_key_mode_needs_its_key():
 
 
 def test_source_missing_other_namespace_and_self_reference():
+    r = sync(make_spec(secrets={"sourceRef": {"name": "src"}}), "team", getter({}), NoEsc())
+    assert r.reason == SOURCE_MISSING and "team/src" in r.message
+    # Another namespace: not telling "absent" from "not shared" (tests/security/test_secret_sources.py).
     r = sync(make_spec(secrets={"sourceRef": {"name": "src", "namespace": "vault"}}), "team", getter({}), NoEsc())
-    assert r.reason == SOURCE_MISSING and "vault/src" in r.message
+    assert r.reason == SOURCE_NOT_SHARED and "vault/src" in r.message
     r = sync(make_spec(secrets={"sourceRef": {"name": "gw-credentials"}}), "team",
              getter({("team", "gw-credentials"): _secret(FULL)}), NoEsc(), synced_name="gw-credentials")
     assert r.reason == SOURCE_INVALID
