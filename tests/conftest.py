@@ -16,6 +16,9 @@ import pytest
 
 from tests import secret_scan
 
+# The app fixtures (redis-server, fakesnow, app/loader processes) serve tests/app and tests/faults.
+pytest_plugins = ("tests.app.fixtures",)
+
 ROOT = Path(__file__).resolve().parent.parent
 DEVCLUSTER = ROOT / "scripts" / "devcluster"
 

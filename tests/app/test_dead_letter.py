@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import subprocess
 
-from app_support import VENV_BIN, wait_for, wait_rows
-
+from tests.app.app_support import VENV_BIN, wait_for, wait_rows
 from webhook_app.testing.gong_sim import call_payload
 
 

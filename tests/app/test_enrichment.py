@@ -7,8 +7,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from app_support import AppProcess, free_port, wait_for
 
+from tests.app.app_support import AppProcess, free_port, wait_for
 from webhook_app.gong_client import GongClient
 from webhook_app.metrics import Metrics
 from webhook_app.rate_limit import RedisTokenBucket

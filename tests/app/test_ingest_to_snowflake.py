@@ -6,8 +6,8 @@ import concurrent.futures
 import time
 
 import httpx
-from app_support import wait_for, wait_rows
 
+from tests.app.app_support import wait_for, wait_rows
 from webhook_app.testing.gong_sim import call_payload
 
 

@@ -9,8 +9,8 @@ import signal
 import httpx
 import orjson
 import pytest
-from app_support import AppProcess, RedisServer, free_port, wait_for
 
+from tests.app.app_support import AppProcess, RedisServer, free_port, wait_for
 from webhook_app.testing.gong_api_standin import GongApiStandIn
 from webhook_app.testing.gong_sim import call_payload
 

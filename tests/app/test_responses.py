@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import orjson
 import pytest
-from app_support import free_port
 
+from tests.app.app_support import free_port
 from webhook_app.testing.gong_sim import call_payload
 
 

@@ -7,8 +7,8 @@ from __future__ import annotations
 import time
 
 import httpx
-from app_support import AppProcess, TcpProxy, free_port, wait_for, wait_rows
 
+from tests.app.app_support import AppProcess, TcpProxy, free_port, wait_for, wait_rows
 from webhook_app.testing.gong_sim import call_payload
 
 

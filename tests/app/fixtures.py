@@ -1,5 +1,8 @@
-"""Shared fixtures: one real redis-server and one fakesnow server per session; per-test
-isolation comes from a unique stream name and Snowflake schema."""
+"""Fixtures of the webhook app tests, shared by tests/app and tests/faults (registered for the whole
+suite by `pytest_plugins` in tests/conftest.py; pytest allows that only in the root conftest).
+
+One real redis-server and one fakesnow server per session; per-test isolation comes from a unique
+stream name and Snowflake schema. Both servers start only when a test asks for them."""
 
 from __future__ import annotations
 
@@ -9,9 +12,9 @@ from typing import Any
 
 import httpx
 import pytest
-from app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer
 
 from tests import secret_scan
+from tests.app.app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer
 from webhook_app.api import create_app
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings, load_settings

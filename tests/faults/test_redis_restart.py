@@ -8,8 +8,8 @@ import signal
 import subprocess
 
 import redis
-from app_support import RedisServer, wait_for, wait_port
 
+from tests.app.app_support import RedisServer, wait_for, wait_port
 from webhook_app.testing.gong_sim import call_payload
 
 

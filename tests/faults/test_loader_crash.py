@@ -7,8 +7,8 @@ import time
 
 import orjson
 import redis
-from app_support import AppProcess, wait_for
 
+from tests.app.app_support import AppProcess, wait_for
 from webhook_app.enqueue import Enqueuer, Event
 from webhook_app.redis_conn import make_client
 from webhook_app.testing.gong_sim import call_payload
