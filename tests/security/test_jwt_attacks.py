@@ -26,7 +26,6 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from tests.security.conftest import App
 from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key
 
 pytestmark = pytest.mark.redis
@@ -154,30 +153,30 @@ CASES = [
 
 
 @pytest.mark.parametrize("case", CASES)
-def test_forged_token_is_refused(case: str, app: App, signer: GongSigner, key_server: KeyServer, sec_redis: Any):
+def test_forged_token_is_refused(case: str, app: Any, signer: GongSigner, key_server: KeyServer, redis_server: Any):
     before = len(key_server.requests)
     response = app.post(BODY, {"Authorization": forged(case, signer, key_server),
                                "Content-Type": "application/json"})
     assert response.status_code == 401, response.text
     body = response.json()
     assert body["error"] == "unauthorized" and body["reason"] in {"bad_algorithm", "bad_signature", "malformed_token"}
-    assert sec_redis.client().xlen(app.settings.redis_stream) == 0
+    assert redis_server.client().xlen(app.settings.redis_stream) == 0
     assert len(key_server.requests) == before, "the app fetched a key named by the token"
 
 
-def test_key_locating_headers_are_ignored_on_a_genuine_token(app: App, signer: GongSigner, key_server: KeyServer,
-                                                             sec_redis: Any):
+def test_key_locating_headers_are_ignored_on_a_genuine_token(app: Any, signer: GongSigner, key_server: KeyServer,
+                                                             redis_server: Any):
     """kid/jku/x5u do not select or fetch keys: the configured keys decide, whatever the header says."""
     headers = {"kid": "../../etc/passwd", "jku": f"{key_server.url}/jwks.json", "x5u": f"{key_server.url}/c.pem"}
     token = jwt.encode(signer.claims(BODY), signer.private_key, algorithm="RS256", headers=headers)
     response = app.post(BODY, {"Authorization": token, "Content-Type": "application/json"})
     assert response.status_code == 202, response.text
     assert key_server.requests == []
-    assert sec_redis.client().xlen(app.settings.redis_stream) == 1
+    assert redis_server.client().xlen(app.settings.redis_stream) == 1
 
 
-def test_replay_of_the_same_token_and_body_is_a_duplicate(app: App, signer: GongSigner, sec_redis: Any,
-                                                          app_env: dict[str, str]):
+def test_replay_of_the_same_token_and_body_is_a_duplicate(app: Any, signer: GongSigner, redis_server: Any,
+                                                          make_settings: Any, start_app: Any):
     token = signer.token(BODY)
     first = app.post(BODY, {"Authorization": token})
     assert first.status_code == 202
@@ -185,13 +184,8 @@ def test_replay_of_the_same_token_and_body_is_a_duplicate(app: App, signer: Gong
         again = app.post(BODY, {"Authorization": auth})
         assert again.status_code == 200 and again.json()["status"] == "duplicate", again.text
     # Another replica (same Redis) sees the same dedup record.
-    from webhook_app.settings import load_settings
-
-    other = App(load_settings(app_env))
-    try:
-        assert other.post(BODY, {"Authorization": token}).json()["status"] == "duplicate"
-    finally:
-        other.stop()
-    assert sec_redis.client().xlen(app.settings.redis_stream) == 1
+    other = start_app(app.settings, run_loader=False)
+    assert other.post(BODY, {"Authorization": token}).json()["status"] == "duplicate"
+    assert redis_server.client().xlen(app.settings.redis_stream) == 1
     # The captured token cannot carry another body, even one that differs only in whitespace.
     assert app.post(BODY + b" ", {"Authorization": token}).json()["reason"] == "body_mismatch"

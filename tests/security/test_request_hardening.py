@@ -14,11 +14,11 @@ import logging
 import re
 import socket
 from collections.abc import Iterator
+from typing import Any
 
 import orjson
 import pytest
 
-from tests.security.conftest import App
 from webhook_app.testing.gong_sim import GongSigner, call_payload
 
 pytestmark = pytest.mark.redis
@@ -48,8 +48,8 @@ def app_logs() -> Iterator[Records]:
     logger.setLevel(old)
 
 
-def _raw(app: App, request: bytes) -> bytes:
-    with socket.create_connection(("127.0.0.1", app.port), timeout=20) as conn:
+def _raw(app: Any, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", app.server.port), timeout=20) as conn:
         conn.sendall(request)
         out = b""
         while chunk := conn.recv(65536):
@@ -64,7 +64,7 @@ def _head(response: bytes) -> tuple[int, list[tuple[bytes, bytes]]]:
     return status, [(k.strip().lower(), v.strip()) for k, v in headers]  # type: ignore[misc]
 
 
-def _assert_still_serving(app: App) -> None:
+def _assert_still_serving(app: Any) -> None:
     assert app.client.get("/health").status_code == 200
 
 
@@ -77,41 +77,36 @@ NESTED = {
 
 
 @pytest.mark.parametrize("shape", sorted(NESTED))
-def test_deeply_nested_signed_json_is_a_4xx(shape: str, app: App, signer: GongSigner, sec_redis, app_logs):
+def test_deeply_nested_signed_json_is_a_4xx(shape: str, app: Any, signer: GongSigner, redis_server, app_logs):
     body = NESTED[shape]
     response = app.post(body, signer.headers(body))
     assert 400 <= response.status_code < 500, response.text
     assert response.headers["content-type"] == "application/json"
     assert response.json()["error"] in {"invalid_json", "missing_call_id"}
-    assert sec_redis.client().xlen(app.settings.redis_stream) == 0
+    assert redis_server.client().xlen(app.settings.redis_stream) == 0
     assert not any('"level":"ERROR"' in line for line in app_logs.lines)
     _assert_still_serving(app)
 
 
 @pytest.mark.parametrize("shape", sorted(NESTED))
-def test_deeply_nested_json_in_the_token_is_refused(shape: str, app: App, signer: GongSigner, sec_redis):
+def test_deeply_nested_json_in_the_token_is_refused(shape: str, app: Any, signer: GongSigner, redis_server):
     body = orjson.dumps(call_payload("1"))
     segment = base64.urlsafe_b64encode(NESTED[shape]).rstrip(b"=").decode()
     genuine = signer.token(body).split(".")
     for token in (f"{segment}.{genuine[1]}.{genuine[2]}", f"{genuine[0]}.{segment}.{genuine[2]}"):
         response = app.post(body, {"Authorization": token})
         assert response.status_code == 401, response.text
-    assert sec_redis.client().xlen(app.settings.redis_stream) == 0
+    assert redis_server.client().xlen(app.settings.redis_stream) == 0
     _assert_still_serving(app)
 
 
-def test_oversized_signed_body_is_413_and_nothing_enqueued(app_env, sec_redis, signer):
-    from webhook_app.settings import load_settings
-
-    app = App(load_settings({**app_env, "MAX_BODY_BYTES": "65536"}))
-    try:
-        body = b'{"callData":{"metaData":{"id":"1"}},"pad":"' + b"x" * 70_000 + b'"}'
-        response = app.post(body, signer.headers(body))
-        assert response.status_code == 413 and response.json() == {"error": "body_too_large"}
-        assert sec_redis.client().xlen(app.settings.redis_stream) == 0
-        _assert_still_serving(app)
-    finally:
-        app.stop()
+def test_oversized_signed_body_is_413_and_nothing_enqueued(make_settings, start_app, redis_server, signer):
+    app = start_app(make_settings(MAX_BODY_BYTES="65536"), run_loader=False)
+    body = b'{"callData":{"metaData":{"id":"1"}},"pad":"' + b"x" * 70_000 + b'"}'
+    response = app.post(body, signer.headers(body))
+    assert response.status_code == 413 and response.json() == {"error": "body_too_large"}
+    assert redis_server.client().xlen(app.settings.redis_stream) == 0
+    _assert_still_serving(app)
 
 
 HOSTILE_IDS = {
@@ -129,7 +124,7 @@ HOSTILE_IDS = {
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_IDS))
-def test_hostile_request_id_is_never_reflected_raw(case: str, app: App, app_logs: Records):
+def test_hostile_request_id_is_never_reflected_raw(case: str, app: Any, app_logs: Records):
     value = HOSTILE_IDS[case]
     for path in (b"/health", b"/webhooks/gong"):
         method = b"GET" if path == b"/health" else b"POST"
@@ -153,14 +148,14 @@ def test_hostile_request_id_is_never_reflected_raw(case: str, app: App, app_logs
     _assert_still_serving(app)
 
 
-def test_plain_request_id_is_echoed(app: App):
+def test_plain_request_id_is_echoed(app: Any):
     assert app.client.get("/health", headers={"X-Request-ID": "req-1.a_b:c"}).headers["x-request-id"] == "req-1.a_b:c"
 
 
 MARKER = "reflect-me-5c1d"
 
 
-def test_no_other_request_header_is_reflected(app: App, signer: GongSigner):
+def test_no_other_request_header_is_reflected(app: Any, signer: GongSigner):
     body = orjson.dumps(call_payload("2"))
     headers = {**signer.headers(body), "User-Agent": MARKER, "Referer": f"https://{MARKER}.example/",
                "Origin": f"https://{MARKER}.example", "X-Forwarded-For": f"1.2.3.4, {MARKER}",
@@ -172,12 +167,12 @@ def test_no_other_request_header_is_reflected(app: App, signer: GongSigner):
 
 
 @pytest.mark.parametrize("size", [100_000, 1_000_000])
-def test_huge_authorization_header_is_a_401_json(size: int, app: App, sec_redis):
+def test_huge_authorization_header_is_a_401_json(size: int, app: Any, redis_server):
     request = (b"POST /webhooks/gong HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n"
                b"Authorization: " + b"a" * size + b"\r\n\r\n{}")
     response = _raw(app, request)
     status, headers = _head(response)
     assert status == 401 and (b"content-type", b"application/json") in headers
     assert b"a" * 100 not in response
-    assert sec_redis.client().xlen(app.settings.redis_stream) == 0
+    assert redis_server.client().xlen(app.settings.redis_stream) == 0
     _assert_still_serving(app)
