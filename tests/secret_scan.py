@@ -48,7 +48,7 @@ def fingerprint(value: str) -> str:
     return f"sha256:{hashlib.sha256(value.encode()).hexdigest()[:12]}/len={len(value)}"
 
 
-def _variants(value: str) -> list[str]:
+def variants(value: str) -> list[str]:
     """The value, and for PEM key material each base64 line, so a partial leak of a key is caught."""
     out = [value]
     if "-----BEGIN" in value:
@@ -61,7 +61,7 @@ def register_secret(*values: str | None) -> None:
         for value in values:
             if not value:
                 continue
-            for part in _variants(value):
+            for part in variants(value):
                 if len(part) >= MIN_LENGTH:
                     _secrets.add(part)
 
