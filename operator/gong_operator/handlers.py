@@ -195,11 +195,21 @@ class Controller:
             metrics.QUEUE_DEPTH.set(len(self.queue))
             try:
                 await self._process(key, trigger)
+            except Exception:  # a worker that ends is never replaced: the operator would stop working
+                log.exception("processing %s/%s failed", *key)
+                self._retry(key)
             finally:
                 self.queue.done(key)
 
     async def _process(self, key: Key, trigger: str) -> None:
-        if not await asyncio.to_thread(self.gate, key[0]):
+        try:
+            active = await asyncio.to_thread(self.gate, key[0])
+        except Exception as e:  # API server unreachable (e.g. restarting): ask again later, keep the key
+            log.warning("peering check for %s/%s failed: %s; retrying", key[0], key[1], type(e).__name__)
+            metrics.RECONCILE_ERRORS.labels(stage="peering").inc()
+            self._retry(key)
+            return
+        if not active:
             log.debug("not the active peer; skipping %s/%s", *key)
             return
         try:

@@ -1,8 +1,12 @@
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
+from urllib3.exceptions import MaxRetryError
+
 from gong_operator.handlers import Controller, peer_is_active
+from gong_operator.reconcile import Outcome
 from gong_operator.settings import OperatorSettings
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)
@@ -76,3 +80,46 @@ def test_deleted_resources_are_forgotten():
     c.on_gongwebhook(None, _gw("a", 1))
     c.on_gongwebhook("DELETED", _gw("a", 1))
     assert c.known == {} and c.sources == {}
+
+
+class CountingReconciler:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str]] = []
+
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        self.calls.append((namespace, name))
+        return Outcome(ready=True)
+
+
+async def test_unreachable_api_server_in_the_peering_check_is_retried_and_keeps_the_workers_alive():
+    # Found by tests/faults/test_apiserver_restart.py: the peering check's GET raised urllib3's
+    # MaxRetryError (not a KubeError) while the API server restarted, which ended both worker tasks
+    # for good; the operator looked healthy and never reconciled again.
+    failures = [MaxRetryError(None, "/apis/kopf.dev/v1/clusterkopfpeerings/x")] * 3  # type: ignore[arg-type]
+
+    def gate(namespace: str) -> bool:
+        if failures:
+            raise failures.pop()
+        return True
+
+    reconciler = CountingReconciler()
+    settings = OperatorSettings(standalone=True, workers=1, retry_base_seconds=0.01, resync_seconds=3600)
+    c = Controller(reconciler, settings, gate)  # type: ignore[arg-type]
+    c.start()
+    try:
+        c.on_gongwebhook(None, _gw("a", 1))
+        for _ in range(200):
+            if reconciler.calls:
+                break
+            await asyncio.sleep(0.01)
+        assert reconciler.calls == [("team", "a")], "a failed peering check must be retried, not dropped"
+        assert failures == []
+        assert all(not t.done() for t in c._tasks), "a worker task ended"
+        c.queue.add(("team", "a"), "child")  # the worker still takes new work
+        for _ in range(200):
+            if len(reconciler.calls) == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert len(reconciler.calls) == 2
+    finally:
+        await c.stop()
