@@ -8,7 +8,9 @@ Events and a served-API check. Every write is counted in :mod:`gong_operator.met
 from __future__ import annotations
 
 import json
+import time
 import urllib.parse
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,11 +78,23 @@ def load_api_client() -> client.ApiClient:
     return client.ApiClient(cfg)
 
 
+# How long a discovery answer ("is this kind served?") is reused. Every reconcile asks about the
+# ServiceMonitor API; without the cache that is one GET per reconcile (300 per resync pass of 300
+# GongWebhooks) for an answer that changes when someone installs a CRD. A CRD installed later is still
+# picked up by the first reconcile after this many seconds (the periodic resync guarantees one).
+DISCOVERY_TTL_SECONDS = 10.0
+
+
 class Kube:
-    def __init__(self, api: client.ApiClient, *, field_manager: str, timeout: float = 30.0) -> None:
+    def __init__(self, api: client.ApiClient, *, field_manager: str, timeout: float = 30.0,
+                 discovery_ttl: float = DISCOVERY_TTL_SECONDS, clock: Callable[[], float] = time.monotonic) -> None:
         self.api = api
         self.field_manager = field_manager
         self.timeout = timeout
+        self.discovery_ttl = discovery_ttl
+        self._clock = clock
+        # Written by reconcile worker threads; a race only costs one extra discovery GET.
+        self._served: dict[Kind, tuple[float, bool]] = {}
 
     # -------------------------------------------------------------- transport
 
@@ -164,14 +178,21 @@ class Kube:
                             resource=kind.plural)
 
     def served(self, kind: Kind) -> bool:
-        """Whether the API server serves this kind now (e.g. a CRD installed after the operator)."""
+        """Whether the API server serves this kind (e.g. a CRD installed after the operator), as of at
+        most ``discovery_ttl`` seconds ago."""
+        now = self._clock()
+        hit = self._served.get(kind)
+        if hit is not None and now - hit[0] < self.discovery_ttl:
+            return hit[1]
         try:
             listing = self.request("GET", kind.base())
+            found = any(r.get("name") == kind.plural for r in (listing or {}).get("resources", []))
         except KubeError as e:
-            if e.status in (404, 503):
-                return False
-            raise
-        return any(r.get("name") == kind.plural for r in (listing or {}).get("resources", []))
+            if e.status not in (404, 503):
+                raise
+            found = False
+        self._served[kind] = (now, found)
+        return found
 
 
 APPLY = "application/apply-patch+yaml"
