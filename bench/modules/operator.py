@@ -553,10 +553,10 @@ def charts(result: dict[str, Any], outdir: Path, prefix: str) -> list[Path]:
         ax.axvline(result["converge_apply_call_s"], color="tab:orange", linestyle=":", linewidth=1,
                    label="kubectl apply of all CRs returned")
     ax.set_xlabel("seconds since kubectl apply started")
-    ax.set_ylabel("number Ready")
+    ax.set_ylabel("count")
     ax.set_title(f"operator convergence: {len(curve)} GongWebhooks in {result.get('converge_namespaces')} namespaces")
     ax.grid(True, alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="upper left")
     path = outdir / f"{prefix}operator_convergence.png"
     fig.tight_layout()
     fig.savefig(path, dpi=110)
