@@ -20,9 +20,11 @@ REDIS_STREAM: Final = "REDIS_STREAM"
 GONG_API_BASE_URL: Final = "GONG_API_BASE_URL"
 GONG_API_RATE_LIMIT: Final = "GONG_API_RATE_LIMIT"
 GONG_API_BURST_LIMIT: Final = "GONG_API_BURST_LIMIT"
+GONG_API_DAILY_LIMIT: Final = "GONG_API_DAILY_LIMIT"
 GONG_WEBHOOK_AUTH_MODE: Final = "GONG_WEBHOOK_AUTH_MODE"
 GONG_WEBHOOK_PUBLIC_URL: Final = "GONG_WEBHOOK_PUBLIC_URL"
 GONG_ENRICHMENT_ENABLED: Final = "GONG_ENRICHMENT_ENABLED"
+GONG_ENRICHMENT_EXTENSIVE: Final = "GONG_ENRICHMENT_EXTENSIVE"
 SNOWFLAKE_ROLE: Final = "SNOWFLAKE_ROLE"
 SNOWFLAKE_WAREHOUSE: Final = "SNOWFLAKE_WAREHOUSE"
 SNOWFLAKE_DATABASE: Final = "SNOWFLAKE_DATABASE"
@@ -42,6 +44,7 @@ LOADER_CLAIM_IDLE_MS: Final = "LOADER_CLAIM_IDLE_MS"
 LOADER_METRICS_PORT: Final = "LOADER_METRICS_PORT"
 GONG_ENRICHMENT_BATCH_SIZE: Final = "GONG_ENRICHMENT_BATCH_SIZE"
 SNOWFLAKE_TIMEOUT_SECONDS: Final = "SNOWFLAKE_TIMEOUT_SECONDS"
+GONG_API_DAY_START_SECONDS: Final = "GONG_API_DAY_START_SECONDS"
 
 # Credentials: rendered into the synced Secret `<name>-credentials`.
 GONG_API_KEY: Final = "GONG_API_KEY"
@@ -62,7 +65,7 @@ CONFIG_KEYS: Final[frozenset[str]] = frozenset(
         SNOWFLAKE_SCHEMA, SNOWFLAKE_HOST, SNOWFLAKE_PORT, SNOWFLAKE_PROTOCOL, EVENT_SCOPE,
         MAX_BODY_BYTES, DEDUP_TTL_SECONDS, RUN_LOADER_IN_PROCESS, LOADER_BATCH_SIZE, LOADER_BLOCK_MS,
         LOADER_MAX_DELIVERIES, LOADER_CLAIM_IDLE_MS, LOADER_METRICS_PORT, GONG_ENRICHMENT_BATCH_SIZE,
-        SNOWFLAKE_TIMEOUT_SECONDS,
+        SNOWFLAKE_TIMEOUT_SECONDS, GONG_API_DAILY_LIMIT, GONG_ENRICHMENT_EXTENSIVE, GONG_API_DAY_START_SECONDS,
     }
 )
 SECRET_KEYS: Final[frozenset[str]] = frozenset(
@@ -96,11 +99,18 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     GONG_API_BASE_URL: "Gong REST API base URL used by enrichment.",
     GONG_API_RATE_LIMIT: "Gong API calls per second, shared by all loaders through a Redis token bucket.",
     GONG_API_BURST_LIMIT: "Gong API token-bucket size.",
+    GONG_API_DAILY_LIMIT: "Gong API calls per day, shared by all loaders through a counter in Redis (Gong's company "
+                          "quota is 10,000/day). When it is spent, enrichment waits for the next day; nothing is lost.",
+    GONG_API_DAY_START_SECONDS: "When the daily budget's day starts, in seconds after 00:00 UTC (0-86399; by Redis' "
+                                "clock). Set it if your Gong quota resets at another time.",
     GONG_WEBHOOK_AUTH_MODE: "`jwt` (verify Gong's signed JWT header, RS256) or `url-key` (a secret key in the URL "
                             "path `/webhooks/gong/<key>`).",
     GONG_WEBHOOK_PUBLIC_URL: "The exact URL configured in the Gong automation rule; the JWT's `webhook_url` claim "
                              "must match it (compared normalised). Required in `jwt` mode.",
     GONG_ENRICHMENT_ENABLED: "Fetch call details from the Gong API for each loaded call (needs GONG_API_KEY/SECRET).",
+    GONG_ENRICHMENT_EXTENSIVE: "With enrichment on, also fetch extensive call data (POST /v2/calls/extensive: parties, "
+                               "topics, trackers, interaction stats, ...) into GONG_CALLS_EXTENSIVE; one more API call "
+                               "per batch.",
     SNOWFLAKE_ROLE: "Snowflake role for the loader's session (optional).",
     SNOWFLAKE_WAREHOUSE: "Snowflake warehouse.",
     SNOWFLAKE_DATABASE: "Snowflake database (plain identifier).",

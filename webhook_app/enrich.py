@@ -1,13 +1,17 @@
-"""Enrichment worker: call ids of loaded events → Gong transcripts → GONG_CALL_TRANSCRIPTS.
+"""Enrichment worker: call ids of loaded events → Gong transcripts (and, optionally, extensive call
+data) → GONG_CALL_TRANSCRIPTS / GONG_CALLS_EXTENSIVE.
 
 The loader adds a call id to the enrichment stream in the same transaction that acknowledges
-the event, so enrichment runs at Gong's pace without slowing the event load down.
+the event, so enrichment runs at Gong's pace without slowing the event load down. An entry is
+acknowledged only after every step for it has been merged or given up on for good; while the
+daily API budget is spent the batch stays pending (and claimed) until the next day.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -19,12 +23,18 @@ from webhook_app import streams
 from webhook_app.gong_client import GongApiError, GongClient
 from webhook_app.loader import _sleep, consumer_name
 from webhook_app.metrics import Metrics
+from webhook_app.rate_limit import AcquireInterrupted, DailyBudgetExhausted
 from webhook_app.settings import AppSettings
-from webhook_app.snowflake_sink import SinkError, SnowflakeSink, TranscriptRow
+from webhook_app.snowflake_sink import ExtensiveRow, SinkError, SnowflakeSink, TranscriptRow
 
 log = logging.getLogger(__name__)
 
 ENRICH_CLAIM_IDLE_MS = 120_000
+# A batch waiting for the next day is re-claimed once per slice, so the slice must stay well
+# below ENRICH_CLAIM_IDLE_MS or another enricher would take the batch and fetch it a second time.
+BUDGET_WAIT_SLICE_SECONDS = 30.0
+
+Step = Callable[[list[str]], Awaitable[None]]
 
 
 class Enricher:
@@ -44,6 +54,7 @@ class Enricher:
         self._metrics = metrics
         self._stream = streams.enrich_stream(settings.redis_stream)
         self.consumer = consumer or consumer_name()
+        self._budget_warned = False
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -82,35 +93,86 @@ class Enricher:
 
     async def _enrich(self, batch: list[tuple[str, str]], stop: asyncio.Event) -> None:
         call_ids = sorted({call_id for _, call_id in batch})
-        delay = 1.0
-        while True:
-            try:
-                transcripts = await self._gong.transcripts(call_ids)
-                fetched_at = datetime.now(UTC).isoformat()
-                rows = [
-                    TranscriptRow(call_id, fetched_at, orjson.dumps(transcript).decode())
-                    for call_id, transcript in transcripts.items()
-                ]
-                await asyncio.to_thread(self._sink.merge_transcripts, rows)
-                self._metrics.transcripts_loaded.inc(len(rows))
-                missing = set(call_ids) - transcripts.keys()
-                if missing:
-                    log.info("no transcript available", extra={"calls": len(missing)})
-                break
-            except (GongApiError, SinkError) as exc:
-                if isinstance(exc, SinkError):
-                    self._metrics.snowflake_errors.labels(kind="transient" if exc.transient else "data").inc()
-                if not exc.transient:
-                    # The event itself is loaded; only its optional transcript is given up on.
-                    log.error("enrichment failed permanently", extra={"calls": call_ids, "error": str(exc)})
-                    break
-                log.warning("enrichment failed, retrying", extra={"error": str(exc)[:300], "retry_in": delay})
-                if stop.is_set():
-                    return
-                await _sleep(stop, delay)
-                delay = min(delay * 2, 30.0)
         ids = [entry_id for entry_id, _ in batch]
+        steps: list[Step] = [self._load_transcripts]
+        if self._s.gong_enrichment_extensive:
+            steps.append(self._load_extensive)
+        for step in steps:
+            if not await self._until_done(step, call_ids, ids, stop):
+                return  # stopping: the batch stays pending for whoever runs next
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xack(self._stream, streams.ENRICH_GROUP, *ids)
             pipe.xdel(self._stream, *ids)
             await pipe.execute()
+
+    async def _until_done(self, step: Step, call_ids: list[str], ids: list[str], stop: asyncio.Event) -> bool:
+        """Run one fetch-and-merge step until it succeeds or fails for good; False when stopping."""
+        delay = 1.0
+        while not stop.is_set():
+            try:
+                await step(call_ids)
+            except DailyBudgetExhausted as exc:
+                await self._wait_for_next_day(exc.retry_in, ids, stop)
+                continue
+            except AcquireInterrupted:
+                return False
+            except (GongApiError, SinkError) as exc:
+                if isinstance(exc, SinkError):
+                    self._metrics.snowflake_errors.labels(kind="transient" if exc.transient else "data").inc()
+                if not exc.transient:
+                    # The event itself is loaded; only this optional detail is given up on.
+                    log.error("enrichment failed permanently", extra={"calls": call_ids, "error": str(exc)})
+                    return True
+                log.warning("enrichment failed, retrying", extra={"error": str(exc)[:300], "retry_in": delay})
+                await _sleep(stop, delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            if self._budget_warned:
+                self._budget_warned = False
+                log.info("Gong API daily budget available again, enrichment resumes")
+            return True
+        return False
+
+    async def _load_transcripts(self, call_ids: list[str]) -> None:
+        transcripts = await self._gong.transcripts(call_ids)
+        fetched_at = datetime.now(UTC).isoformat()
+        rows = [TranscriptRow(call_id, fetched_at, orjson.dumps(doc).decode()) for call_id, doc in transcripts.items()]
+        await asyncio.to_thread(self._sink.merge_transcripts, rows)
+        self._metrics.transcripts_loaded.inc(len(rows))
+        missing = set(call_ids) - transcripts.keys()
+        if missing:
+            log.info("no transcript available", extra={"calls": len(missing)})
+
+    async def _load_extensive(self, call_ids: list[str]) -> None:
+        calls = await self._gong.extensive(call_ids)
+        fetched_at = datetime.now(UTC).isoformat()
+        rows = [ExtensiveRow(call_id, fetched_at, orjson.dumps(doc).decode()) for call_id, doc in calls.items()]
+        await asyncio.to_thread(self._sink.merge_extensive, rows)
+        self._metrics.extensive_calls_loaded.inc(len(rows))
+        missing = set(call_ids) - calls.keys()
+        if missing:
+            log.info("no extensive call data available", extra={"calls": len(missing)})
+
+    async def _wait_for_next_day(self, retry_in: float, ids: list[str], stop: asyncio.Event) -> None:
+        self._metrics.gong_api_budget_deferrals.inc()
+        if not self._budget_warned:
+            # One line per process and day, not one per batch or attempt.
+            self._budget_warned = True
+            log.warning(
+                "Gong API daily budget spent, enrichment waits for the next day",
+                extra={"daily_limit": self._s.gong_api_daily_limit, "next_day_in_s": round(retry_in)},
+            )
+        loop = asyncio.get_running_loop()
+        # A little past the boundary, so Redis' clock is surely in the new day when we ask again.
+        deadline = loop.time() + retry_in + 0.05
+        while not stop.is_set() and (left := deadline - loop.time()) > 0:
+            await self._keep_claimed(ids)
+            await _sleep(stop, min(left, BUDGET_WAIT_SLICE_SECONDS))
+
+    async def _keep_claimed(self, ids: list[str]) -> None:
+        # XCLAIM JUSTID resets the idle time without counting a delivery: other enrichers must not
+        # take over a batch that is only waiting for the budget.
+        try:
+            await self._redis.xclaim(self._stream, streams.ENRICH_GROUP, self.consumer, 0, list[Any](ids), justid=True)
+        except RedisError:
+            pass  # best effort: at worst another enricher fetches the batch again, and the MERGE is idempotent

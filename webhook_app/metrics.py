@@ -67,6 +67,23 @@ class Metrics:
         self.transcripts_loaded = Counter(
             "gong_webhook_transcripts_loaded_total", "Call transcripts merged into Snowflake.", registry=r,
         )
+        self.extensive_calls_loaded = Counter(
+            "gong_webhook_extensive_calls_loaded_total",
+            "Extensive call objects (/v2/calls/extensive) merged into Snowflake.", registry=r,
+        )
+        self.gong_api_daily_budget_remaining = Gauge(
+            "gong_webhook_gong_api_daily_budget_remaining",
+            "Gong API calls left today in the budget shared through Redis, as this process last saw it "
+            "(NaN until it has asked).", registry=r,
+        )
+        # NaN rather than 0 before the first request: a process that never enriches must not look
+        # like one whose budget is spent.
+        self.gong_api_daily_budget_remaining.set(float("nan"))
+        self.gong_api_budget_deferrals = Counter(
+            "gong_webhook_gong_api_budget_deferrals_total",
+            "Enrichment batches put off until the next day because the daily Gong API budget was spent.",
+            registry=r,
+        )
         # Known label values start at 0, so rate() and absent-series alerts work from the first scrape.
         for outcome in ("accepted", "duplicate", "rejected"):
             self.events.labels(outcome=outcome)

@@ -69,12 +69,17 @@ class AppSettings(BaseSettings):
     loader_metrics_port: int = Field(9091, ge=0, le=65535, validation_alias=_env(contract.LOADER_METRICS_PORT))
 
     gong_enrichment_enabled: bool = Field(False, validation_alias=_env(contract.GONG_ENRICHMENT_ENABLED))
+    gong_enrichment_extensive: bool = Field(False, validation_alias=_env(contract.GONG_ENRICHMENT_EXTENSIVE))
     gong_enrichment_batch_size: int = Field(
         50, ge=1, le=100, validation_alias=_env(contract.GONG_ENRICHMENT_BATCH_SIZE)
     )
     gong_api_base_url: str = Field("https://api.gong.io", validation_alias=_env(contract.GONG_API_BASE_URL))
     gong_api_rate_limit: float = Field(2.5, gt=0, validation_alias=_env(contract.GONG_API_RATE_LIMIT))
     gong_api_burst_limit: int = Field(10, ge=1, validation_alias=_env(contract.GONG_API_BURST_LIMIT))
+    gong_api_daily_limit: int = Field(10_000, ge=1, validation_alias=_env(contract.GONG_API_DAILY_LIMIT))
+    gong_api_day_start_seconds: int = Field(
+        0, ge=0, le=86_399, validation_alias=_env(contract.GONG_API_DAY_START_SECONDS)
+    )
     gong_api_key: SecretStr | None = Field(None, validation_alias=_env(contract.GONG_API_KEY))
     gong_api_secret: SecretStr | None = Field(None, validation_alias=_env(contract.GONG_API_SECRET))
 

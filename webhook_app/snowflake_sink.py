@@ -23,6 +23,7 @@ log = logging.getLogger(__name__)
 
 EVENTS_TABLE = "GONG_WEBHOOK_EVENTS"
 TRANSCRIPTS_TABLE = "GONG_CALL_TRANSCRIPTS"
+EXTENSIVE_TABLE = "GONG_CALLS_EXTENSIVE"
 
 _EVENTS_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{EVENTS_TABLE} (
   EVENT_ID VARCHAR NOT NULL PRIMARY KEY,
@@ -43,6 +44,12 @@ _TRANSCRIPTS_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{TRANSCRIPTS_TABLE} (
   CALL_ID VARCHAR NOT NULL PRIMARY KEY,
   FETCHED_AT TIMESTAMP_TZ,
   TRANSCRIPT VARIANT
+)"""
+
+_EXTENSIVE_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{EXTENSIVE_TABLE} (
+  CALL_ID VARCHAR NOT NULL PRIMARY KEY,
+  FETCHED_AT TIMESTAMP_TZ,
+  DATA VARIANT
 )"""
 
 
@@ -74,6 +81,15 @@ class TranscriptRow:
     call_id: str
     fetched_at: str
     transcript_json: str
+
+
+@dataclass(frozen=True, slots=True)
+class ExtensiveRow:
+    """One call object of /v2/calls/extensive (metaData, parties, content, interaction, …)."""
+
+    call_id: str
+    fetched_at: str
+    data_json: str
 
 
 def load_private_key(pem: str) -> bytes:
@@ -162,6 +178,7 @@ class SnowflakeSink:
             cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self._fq}")
         cur.execute(_EVENTS_DDL.format(fq=self._fq))
         cur.execute(_TRANSCRIPTS_DDL.format(fq=self._fq))
+        cur.execute(_EXTENSIVE_DDL.format(fq=self._fq))
 
     def migrate(self) -> None:
         """Create schema and tables if missing (also done on every new connection)."""
@@ -218,21 +235,31 @@ VALUES
         return inserted
 
     def merge_transcripts(self, rows: Sequence[TranscriptRow]) -> int:
+        return self._merge_call_documents(
+            TRANSCRIPTS_TABLE, "TRANSCRIPT", [(r.call_id, r.fetched_at, r.transcript_json) for r in rows]
+        )
+
+    def merge_extensive(self, rows: Sequence[ExtensiveRow]) -> int:
+        return self._merge_call_documents(
+            EXTENSIVE_TABLE, "DATA", [(r.call_id, r.fetched_at, r.data_json) for r in rows]
+        )
+
+    def _merge_call_documents(self, table: str, column: str, rows: Sequence[tuple[str, str, str]]) -> int:
+        """Upsert one JSON document per CALL_ID; ``rows`` must not repeat a call id."""
         if not rows:
             return 0
         values = ",".join(["(?,?,?)"] * len(rows))
-        # A transcript fetched later is at least as complete, so a re-fetch replaces the old one.
-        sql = f"""MERGE INTO {self._fq}.{TRANSCRIPTS_TABLE} t
+        # A document fetched later is at least as complete, so a re-fetch replaces the old one and
+        # a call never gets a second row. Table and column are constants of this module.
+        sql = f"""MERGE INTO {self._fq}.{table} t
 USING (
-  SELECT column1 AS CALL_ID, column2::TIMESTAMP_TZ AS FETCHED_AT, PARSE_JSON(column3) AS TRANSCRIPT
+  SELECT column1 AS CALL_ID, column2::TIMESTAMP_TZ AS FETCHED_AT, PARSE_JSON(column3) AS {column}
   FROM VALUES {values}
 ) s
 ON t.CALL_ID = s.CALL_ID
-WHEN MATCHED THEN UPDATE SET FETCHED_AT = s.FETCHED_AT, TRANSCRIPT = s.TRANSCRIPT
-WHEN NOT MATCHED THEN INSERT (CALL_ID, FETCHED_AT, TRANSCRIPT) VALUES (s.CALL_ID, s.FETCHED_AT, s.TRANSCRIPT)"""  # noqa: S608
-        params: list[Any] = []
-        for r in rows:
-            params.extend((r.call_id, r.fetched_at, r.transcript_json))
+WHEN MATCHED THEN UPDATE SET FETCHED_AT = s.FETCHED_AT, {column} = s.{column}
+WHEN NOT MATCHED THEN INSERT (CALL_ID, FETCHED_AT, {column}) VALUES (s.CALL_ID, s.FETCHED_AT, s.{column})"""  # noqa: S608
+        params: list[Any] = [value for row in rows for value in row]
 
         def action(cur: Any) -> int:
             cur.execute(sql, params)

@@ -21,3 +21,7 @@ def enrich_stream(stream: str) -> str:
 
 def rate_limit_key(stream: str) -> str:
     return f"{stream}:gong-api-bucket"
+
+
+def daily_budget_key(stream: str) -> str:
+    return f"{stream}:gong-api-daily"

@@ -10,7 +10,7 @@ from webhook_app.enrich import Enricher
 from webhook_app.gong_client import GongClient
 from webhook_app.loader import Loader
 from webhook_app.metrics import Metrics
-from webhook_app.rate_limit import RedisTokenBucket
+from webhook_app.rate_limit import DailyBudget, RedisTokenBucket
 from webhook_app.redis_conn import make_client
 from webhook_app.settings import AppSettings
 from webhook_app.snowflake_sink import SnowflakeSink
@@ -33,10 +33,14 @@ async def run_loader(settings: AppSettings, metrics: Metrics, stop: asyncio.Even
             limiter = RedisTokenBucket(
                 client, streams.rate_limit_key(settings.redis_stream),
                 settings.gong_api_rate_limit, settings.gong_api_burst_limit,
+                DailyBudget(
+                    streams.daily_budget_key(settings.redis_stream), settings.gong_api_daily_limit,
+                    settings.gong_api_day_start_seconds,
+                ),
             )
             gong = GongClient(
                 settings.gong_api_base_url, settings.gong_api_key.get_secret_value(),
-                settings.gong_api_secret.get_secret_value(), limiter, metrics,
+                settings.gong_api_secret.get_secret_value(), limiter, metrics, stop=stop,
             )
             # Its own connection: the connector is not safe for concurrent use from two threads.
             enrich_sink = SnowflakeSink(settings)

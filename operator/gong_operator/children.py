@@ -105,6 +105,8 @@ def config_data(spec: s.GongWebhookSpec) -> dict[str, str]:
         contract.GONG_API_BURST_LIMIT: str(spec.gong.burst),
         contract.GONG_WEBHOOK_AUTH_MODE: contract.AUTH_MODES[spec.gong.auth_mode],
         contract.GONG_ENRICHMENT_ENABLED: "true" if spec.gong.enrichment_enabled else "false",
+        contract.GONG_API_DAILY_LIMIT: str(spec.gong.daily_limit),
+        contract.GONG_ENRICHMENT_EXTENSIVE: "true" if spec.gong.enrichment_extensive else "false",
         contract.SNOWFLAKE_WAREHOUSE: spec.snowflake.warehouse,
         contract.SNOWFLAKE_DATABASE: spec.snowflake.database,
         contract.SNOWFLAKE_SCHEMA: spec.snowflake.schema_,

@@ -31,6 +31,7 @@ DERIVED_CONFIG_KEYS: frozenset[str] = frozenset(
         contract.HOST, contract.PORT, contract.LOG_LEVEL, contract.REDIS_URL, contract.REDIS_STREAM,
         contract.GONG_API_BASE_URL, contract.GONG_API_RATE_LIMIT, contract.GONG_API_BURST_LIMIT,
         contract.GONG_WEBHOOK_AUTH_MODE, contract.GONG_WEBHOOK_PUBLIC_URL, contract.GONG_ENRICHMENT_ENABLED,
+        contract.GONG_API_DAILY_LIMIT, contract.GONG_ENRICHMENT_EXTENSIVE,
         contract.SNOWFLAKE_WAREHOUSE, contract.SNOWFLAKE_DATABASE, contract.SNOWFLAKE_SCHEMA,
         contract.SNOWFLAKE_ROLE,
     }
@@ -229,6 +230,12 @@ class GongSpec(_Model):
                               pattern=r"^https://[^\s/]+(/\S*)?$", max_length=2048)
     rate_limit: float = Field(2.5, gt=0, le=100, description="Gong API calls per second.")
     burst: int = Field(10, ge=1, le=1000, description="Gong API burst size.")
+    daily_limit: int = Field(
+        10000, ge=1, le=10_000_000,
+        description="Gong API calls per day, shared by all replicas through Redis (Gong's default company quota is "
+        "10,000). When it is spent, enrichment waits for the next day (00:00 UTC unless extraConfig "
+        "GONG_API_DAY_START_SECONDS moves it); nothing is lost.",
+    )
     auth_mode: Literal["jwt", "urlKey"] = Field(
         "jwt", description="How incoming webhooks are authenticated: `jwt` (signed, public keys) or `urlKey`."
     )
@@ -239,6 +246,11 @@ class GongSpec(_Model):
         pattern=r"^https?://\S+$", max_length=2048,
     )
     enrichment_enabled: bool = Field(True, description="Fetch call details from the Gong API for each webhook.")
+    enrichment_extensive: bool = Field(
+        False,
+        description="With enrichment on, also fetch extensive call data (parties, topics, trackers, interaction "
+        "stats) into GONG_CALLS_EXTENSIVE; one more API call per batch.",
+    )
 
 
 class RedisSpec(_Model):

@@ -1,19 +1,23 @@
 """Must-show 7: two loader processes with enrichment on stay under the Gong API stand-in's rate
 limit (a shared Redis token bucket), and every transcript lands in GONG_CALL_TRANSCRIPTS.
-Also: 429 answers are honoured (Retry-After) by everyone sharing the bucket."""
+Also: 429 answers are honoured (Retry-After) by everyone sharing the bucket, and with
+GONG_ENRICHMENT_EXTENSIVE the extensive call data lands in GONG_CALLS_EXTENSIVE once per call."""
 
 from __future__ import annotations
 
 import asyncio
 
+import orjson
 import pytest
 
 from tests.app.app_support import AppProcess, free_port, wait_for
+from webhook_app import streams
 from webhook_app.gong_client import GongClient
 from webhook_app.metrics import Metrics
 from webhook_app.rate_limit import RedisTokenBucket
 from webhook_app.redis_conn import make_client
-from webhook_app.testing.gong_api_standin import GongApiStandIn
+from webhook_app.snowflake_sink import ExtensiveRow, SnowflakeSink
+from webhook_app.testing.gong_api_standin import EXTENSIVE_PATH, TRANSCRIPT_PATH, GongApiStandIn
 from webhook_app.testing.gong_sim import call_payload
 
 ACCESS_KEY = "gong-access-key-1234"
@@ -110,9 +114,68 @@ async def test_token_bucket_paces_calls(make_settings):
     client = make_client(settings)
     bucket = RedisTokenBucket(client, f"{settings.redis_stream}:bucket2", 10.0, 2)
     try:
-        waits = [await bucket.try_acquire() for _ in range(3)]
+        waits = [(await bucket.try_acquire()).wait for _ in range(3)]
     finally:
         await client.aclose()
     assert waits[0] == 0 and waits[1] == 0
     assert 0 < waits[2] <= 0.11  # third call must wait for one token at 10/s
 
+
+
+def test_extensive_call_data_lands_once_per_call_through_the_loader(
+    app_env, make_settings, start_app, signer, standin, sf_query, event_count, redis_server
+):
+    api, api_url = standin(rate=20.0, burst=20, page_size=2)  # 5 calls per request, 2 per page: paging
+    settings = make_settings(**{
+        **app_env, "GONG_ENRICHMENT_ENABLED": "true", "GONG_ENRICHMENT_EXTENSIVE": "true",
+        "GONG_API_BASE_URL": api_url, "GONG_API_KEY": ACCESS_KEY, "GONG_API_SECRET": ACCESS_SECRET,
+        "GONG_API_RATE_LIMIT": "20", "GONG_API_BURST_LIMIT": "20", "GONG_ENRICHMENT_BATCH_SIZE": "5",
+    })
+    app = start_app(settings)  # ingest + in-process loader + enricher
+    ids = [f"5500{i:02d}" for i in range(7)]
+    table = f"SOPHIA_AI.{settings.snowflake_schema}.GONG_CALLS_EXTENSIVE"
+
+    def rows() -> int:
+        got = sf_query(f"SELECT COUNT(*) FROM {table}")
+        return int(got[0][0]) if got else 0
+
+    for call_id in ids:
+        assert app.post(*signer.signed(call_payload(call_id))).status_code == 202
+    wait_for(lambda: rows() >= len(ids), 30, 0.25, "extensive call data")
+    loaded = sf_query(
+        f"SELECT CALL_ID, DATA:metaData.id::string, DATA:parties[1].affiliation::string, "
+        f"DATA:content.topics[0].name::string, FETCHED_AT FROM {table} ORDER BY CALL_ID"
+    )
+    assert [r[0] for r in loaded] == ids
+    assert all(r[1] == r[0] and r[2] == "External" and r[3] == "Pricing" for r in loaded)
+    extensive_bodies = [b for b, e in zip(api.log.bodies, api.log.endpoints, strict=True) if e == EXTENSIVE_PATH]
+    assert all(b["contentSelector"]["exposedFields"]["parties"] is True for b in extensive_bodies)
+    assert any(b.get("cursor") for b in extensive_bodies), "the test needs a second page to mean anything"
+    assert api.log.endpoints.count(TRANSCRIPT_PATH) == api.log.endpoints.count(EXTENSIVE_PATH)
+    assert event_count(settings) == len(ids)
+
+    # Enriching the same calls again (a redelivery, a replay) replaces their rows, never adds one.
+    rc = redis_server.client()
+    enrich = streams.enrich_stream(settings.redis_stream)
+    loaded_before = app.metrics.extensive_calls_loaded._value.get()
+    for call_id in ids:
+        rc.xadd(enrich, {"call_id": call_id})
+    wait_for(lambda: app.metrics.extensive_calls_loaded._value.get() >= loaded_before + len(ids), 30, 0.2,
+             "the second fetch")
+    wait_for(lambda: rc.xlen(enrich) == 0, 10, 0.1, "the second fetch acknowledged")
+    again = sf_query(f"SELECT CALL_ID, FETCHED_AT FROM {table} ORDER BY CALL_ID")
+    assert [r[0] for r in again] == ids
+    assert all(new[1] > old[4] for new, old in zip(again, loaded, strict=True))
+
+    sink = SnowflakeSink(settings)
+    try:
+        same = [ExtensiveRow(call_id, "2026-11-03T00:00:00+00:00", orjson.dumps({"metaData": {"id": call_id}}).decode())
+                for call_id in ids[:3]]
+        assert sink.merge_extensive(same) == 3
+        assert sink.merge_extensive(same) == 3
+    finally:
+        sink.close()
+    counts = sf_query(f"SELECT COUNT(*), COUNT(DISTINCT CALL_ID) FROM {table}")
+    assert counts[0] == (len(ids), len(ids))
+    replaced = sf_query(f"SELECT COUNT(*) FROM {table} WHERE DATA:parties IS NULL")
+    assert replaced[0][0] == 3  # the later document replaced the earlier one

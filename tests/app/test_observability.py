@@ -31,6 +31,9 @@ METRIC_NAMES = [
     "gong_webhook_gong_api_requests_total",
     "gong_webhook_gong_api_throttled_total",
     "gong_webhook_transcripts_loaded_total",
+    "gong_webhook_extensive_calls_loaded_total",
+    "gong_webhook_gong_api_daily_budget_remaining",
+    "gong_webhook_gong_api_budget_deferrals_total",
 ]
 
 URL_KEY = "url-key-Hq7vX2kP9mW4"
@@ -95,6 +98,7 @@ def test_metrics_series_and_no_secrets_in_logs(app_env, password_redis, sf_query
         assert _sample(text, "gong_webhook_loaded_events_total") == 1
         assert _sample(text, "gong_webhook_gong_api_requests_total",
                        '{endpoint="/v2/calls/transcript",status="200"}') == 1
+        assert _sample(text, "gong_webhook_gong_api_daily_budget_remaining") == 10_000 - 1  # the default budget
         assert URL_KEY not in text
     finally:
         app.signal(signal.SIGTERM)

@@ -22,6 +22,9 @@ def test_defaults_match_the_issue():
     s = load_settings(BASE)
     assert (s.host, s.port, s.workers) == ("0.0.0.0", 8080, 1)
     assert (s.gong_api_rate_limit, s.gong_api_burst_limit) == (2.5, 10)
+    # Gong's company quota; the budget's day starts at 00:00 UTC; extensive data is opt-in.
+    assert (s.gong_api_daily_limit, s.gong_api_day_start_seconds) == (10_000, 0)
+    assert s.gong_enrichment_extensive is False
     assert (s.snowflake_warehouse, s.snowflake_database, s.snowflake_schema) == (
         "COMPUTE_WH", "SOPHIA_AI", "GONG_WEBHOOKS"
     )
@@ -57,6 +60,9 @@ def test_keys_may_mix_pem_and_bare_base64_separated_by_commas_or_newlines():
         ({"GONG_WEBHOOK_AUTH_MODE": "basic-hunter2"}, "GONG_WEBHOOK_AUTH_MODE"),
         ({"SNOWFLAKE_SCHEMA": "x; DROP TABLE hunter2"}, "SNOWFLAKE_SCHEMA"),
         ({"GONG_API_RATE_LIMIT": "-1"}, "GONG_API_RATE_LIMIT"),
+        ({"GONG_API_DAILY_LIMIT": "0"}, "GONG_API_DAILY_LIMIT"),
+        ({"GONG_API_DAY_START_SECONDS": "86400"}, "GONG_API_DAY_START_SECONDS"),
+        ({"GONG_ENRICHMENT_EXTENSIVE": "sometimes"}, "GONG_ENRICHMENT_EXTENSIVE"),
     ],
 )
 def test_bad_setting_names_the_setting_not_the_value(env, setting):

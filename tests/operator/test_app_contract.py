@@ -35,8 +35,8 @@ def test_every_auth_mode_renders_a_value_the_app_accepts(mode: str, key: str, ex
 def test_typed_fields_reach_the_app_unchanged() -> None:
     settings = _app_settings(
         {
-            "gong": {"rateLimit": 1.5, "burst": 4, "enrichmentEnabled": False,
-                     "publicUrl": "https://hooks.example.com/webhooks/gong"},
+            "gong": {"rateLimit": 1.5, "burst": 4, "dailyLimit": 500, "enrichmentEnabled": False,
+                     "enrichmentExtensive": True, "publicUrl": "https://hooks.example.com/webhooks/gong"},
             "redis": {"url": "redis://r:6380/2", "stream": "gong:x"},
             "snowflake": {"warehouse": "WH", "database": "DB", "schema": "SC", "role": "LOADER"},
             "extraConfig": {"SNOWFLAKE_HOST": "localhost", "SNOWFLAKE_PORT": "8443", "SNOWFLAKE_PROTOCOL": "http"},
@@ -44,13 +44,23 @@ def test_typed_fields_reach_the_app_unchanged() -> None:
         {},
     )
     assert (settings.gong_api_rate_limit, settings.gong_api_burst_limit) == (1.5, 4)
+    assert settings.gong_api_daily_limit == 500
     assert settings.gong_enrichment_enabled is False
+    assert settings.gong_enrichment_extensive is True
     assert settings.gong_webhook_public_url == "https://hooks.example.com/webhooks/gong"
     assert (settings.redis_url, settings.redis_stream) == ("redis://r:6380/2", "gong:x")
     assert (settings.snowflake_warehouse, settings.snowflake_database, settings.snowflake_schema,
             settings.snowflake_role) == ("WH", "DB", "SC", "LOADER")
     endpoint = (settings.snowflake_host, settings.snowflake_port, settings.snowflake_protocol)
     assert endpoint == ("localhost", 8443, "http")
+
+
+def test_defaults_render_the_app_defaults_for_the_gong_api_budget() -> None:
+    # Existing GongWebhooks (no dailyLimit / enrichmentExtensive) get Gong's quota and no extensive fetch.
+    settings = _app_settings({"extraConfig": {"GONG_API_DAY_START_SECONDS": "28800"}}, {})
+    assert settings.gong_api_daily_limit == 10000
+    assert settings.gong_enrichment_extensive is False
+    assert settings.gong_api_day_start_seconds == 28800
 
 
 def test_rendered_keys_are_all_contract_names() -> None:
