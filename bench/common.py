@@ -281,7 +281,7 @@ def make_request_pool(path: Path, count: int, seed: int | None = None) -> Reques
 
 
 def read_pool(path: Path, start: int = 0, count: int | None = None) -> list[tuple[str, bytes]]:
-    out = []
+    out: list[tuple[str, bytes]] = []
     with open(path) as f:
         for i, line in enumerate(f):
             if i < start:

@@ -12,16 +12,14 @@ counts, and the operator process running as its own ServiceAccount.
   ``workload-low``, as the built-in ``service-accounts`` schema it would otherwise fall into), and
   ``apiserver_flowcontrol_dispatched_requests_total{flow_schema=...}`` then counts that identity's
   requests, split into writes (create/update/patch/delete), Kopf peering and everything else.
-* :class:`OperatorProcess` runs the ``gong-webhook-operator`` console script with a kubeconfig holding
-  only a TokenRequest token of its ServiceAccount, as tests/cluster/conftest.py does.
+* The operator process itself (``OperatorProcess``, ``sa_kubeconfig``) and the API server's write
+  counts (``apiserver_writes``) come from tests/support/operator_process.py, shared with the tests.
 """
 
 from __future__ import annotations
 
-import base64
 import os
 import re
-import signal
 import subprocess
 import threading
 import time
@@ -34,11 +32,10 @@ from typing import Any
 import orjson
 import yaml
 
-from bench.common import ROOT, VENV_BIN, free_port, wait_for
+from bench.common import ROOT, wait_for
+from tests.support.operator_process import SA_NAME, SA_NAMESPACE
 
 DEVCLUSTER = ROOT / "scripts" / "devcluster"
-SA_NAMESPACE = "gong-system"
-SA_NAME = "gong-webhook-operator"
 WRITE_VERBS = ["create", "update", "patch", "delete", "deletecollection"]
 FLOW_PREFIX = "gong-bench-operator-"
 
@@ -241,121 +238,3 @@ class IdentityRequests:
     def remove(self) -> None:
         self.cluster.kubectl("delete", "flowschema", "-l", "app.kubernetes.io/part-of=gong-bench",
                              "--ignore-not-found", check=False)
-
-
-def apiserver_writes(metrics: str, resources: set[str]) -> dict[str, float]:
-    """apiserver_request_total write counts for the given resources (any identity), per verb/resource."""
-    out: dict[str, float] = {}
-    for line in metrics.splitlines():
-        if not line.startswith("apiserver_request_total{"):
-            continue
-        labels = dict(re.findall(r'(\w+)="([^"]*)"', line.split("}")[0]))
-        verb, resource, sub = labels.get("verb", ""), labels.get("resource", ""), labels.get("subresource", "")
-        if verb not in {"APPLY", "PATCH", "POST", "PUT", "CREATE", "UPDATE", "DELETE"} or resource not in resources:
-            continue
-        if sub and (resource, sub) not in {("gongwebhooks", "status"), ("deployments", "scale")}:
-            continue  # the controllers' own status writes (Deployment, HPA, PDB status) are not the operator's
-        key = f"{verb} {resource}/{sub}" if sub else f"{verb} {resource}"
-        out[key] = out.get(key, 0.0) + float(line.rsplit(" ", 1)[1])
-    return out
-
-
-# ------------------------------------------------------------------------------------- operator process
-
-
-def sa_kubeconfig(cluster: LocalCluster, path: Path) -> Path:
-    admin = yaml.safe_load(cluster.kubeconfig.read_text())
-    ctx = next(c["context"] for c in admin["contexts"] if c["name"] == admin["current-context"])
-    clus = dict(next(c["cluster"] for c in admin["clusters"] if c["name"] == ctx["cluster"]))
-    if "certificate-authority-data" not in clus and "certificate-authority" in clus:
-        ca = Path(clus.pop("certificate-authority")).read_bytes()
-        clus["certificate-authority-data"] = base64.b64encode(ca).decode()
-    token = cluster.kubectl("create", "token", SA_NAME, "-n", SA_NAMESPACE, "--duration=2h").stdout.strip()
-    cfg = {
-        "apiVersion": "v1", "kind": "Config",
-        "clusters": [{"name": "devcluster", "cluster": clus}],
-        "users": [{"name": SA_NAME, "user": {"token": token}}],
-        "contexts": [{"name": "operator", "context": {"cluster": "devcluster", "user": SA_NAME}}],
-        "current-context": "operator",
-    }
-    path.write_text(yaml.safe_dump(cfg))
-    path.chmod(0o600)
-    return path
-
-
-class OperatorProcess:
-    """``gong-webhook-operator --all-namespaces`` with peering, as its ServiceAccount."""
-
-    def __init__(self, kubeconfig: Path, log_path: Path, resync_seconds: float) -> None:
-        self.kubeconfig = kubeconfig
-        self.log_path = log_path
-        self.resync_seconds = resync_seconds
-        self.metrics_port = free_port()
-        self.health_port = free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> OperatorProcess:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-        env["KUBECONFIG"] = str(self.kubeconfig)
-        env["POD_NAME"] = "gong-bench-operator"
-        priority = int(time.time() * 10) % 1_000_000_000  # unique per start: equal priorities pause both
-        cmd = [str(VENV_BIN / "gong-webhook-operator"), "--all-namespaces", "--peering", "gong-webhook-operator",
-               "--priority", str(priority), "--metrics-port", str(self.metrics_port),
-               "--liveness", f"http://127.0.0.1:{self.health_port}/healthz",
-               "--resync-seconds", str(self.resync_seconds), "--log-format", "json"]
-        self.proc = subprocess.Popen(cmd, env=env, stdout=self.log_path.open("ab"), stderr=subprocess.STDOUT)
-        wait_for(self._healthy, 60, 0.2, what="operator liveness endpoint")
-        return self
-
-    def _healthy(self) -> bool:
-        assert self.proc is not None
-        if self.proc.poll() is not None:
-            raise RuntimeError(f"operator exited with {self.proc.returncode}, see {self.log_path}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=2) as r:
-                return bool(r.status == 200)
-        except OSError:
-            return False
-
-    def metrics(self) -> dict[str, float]:
-        with urllib.request.urlopen(f"http://127.0.0.1:{self.metrics_port}/metrics", timeout=10) as r:
-            text = r.read().decode()
-        out: dict[str, float] = {}
-        for line in text.splitlines():
-            if line.startswith("#") or not line.strip():
-                continue
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
-        return out
-
-    @staticmethod
-    def total(samples: dict[str, float], name: str, **labels: str) -> float:
-        return sum(v for k, v in samples.items()
-                   if k.split("{")[0] == name and all(f'{a}="{b}"' in k for a, b in labels.items()))
-
-    def memory_mib(self) -> dict[str, float]:
-        """VmRSS (now) and VmHWM (peak) of the operator process, from /proc."""
-        assert self.proc is not None
-        fields = {}
-        for line in Path(f"/proc/{self.proc.pid}/status").read_text().splitlines():
-            key, _, value = line.partition(":")
-            if key in ("VmRSS", "VmHWM"):
-                fields[key] = round(int(value.split()[0]) / 1024, 1)
-        return fields
-
-    def cpu_seconds(self) -> float:
-        assert self.proc is not None
-        parts = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(parts[11]) + int(parts[12])) / os.sysconf("SC_CLK_TCK")
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.proc = None

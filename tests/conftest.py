@@ -135,13 +135,15 @@ def gw_crd(cluster: Cluster) -> None:
 def operator(cluster: Cluster, gw_crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One `gong-webhook-operator` process for the session, running as its ServiceAccount with the
     RBAC from config/rbac (see tests/cluster/conftest.py)."""
-    from tests.cluster.conftest import SA_NAMESPACE, OperatorProcess, sa_kubeconfig
+    from tests.cluster.conftest import RESYNC_SECONDS
+    from tests.support.operator_process import SA_NAMESPACE, OperatorProcess, sa_kubeconfig
 
     cluster.kubectl("create", "namespace", SA_NAMESPACE, check=False)
     cluster.kubectl("apply", "-k", str(ROOT / "config" / "rbac"))
     workdir = tmp_path_factory.mktemp("operator")
     kubeconfig = sa_kubeconfig(cluster, workdir / "kubeconfig")
-    op = OperatorProcess(cluster, kubeconfig, workdir)
+    op = OperatorProcess(kubeconfig, workdir, RESYNC_SECONDS, name="test-operator",
+                         on_new_log=lambda log: secret_scan.register_log(log, "operator"))
     op.start()
     yield op
     op.stop()

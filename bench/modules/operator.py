@@ -37,13 +37,13 @@ from typing import Any
 import yaml
 
 from bench.common import ROOT, percentile, wait_for
-from bench.opcluster import (
+from bench.opcluster import IdentityRequests, LocalCluster, RawWatch
+from tests.support.operator_process import (
+    OPERATOR_SUBRESOURCES,
     SA_NAMESPACE,
-    IdentityRequests,
-    LocalCluster,
     OperatorProcess,
-    RawWatch,
     apiserver_writes,
+    metric_total,
     sa_kubeconfig,
 )
 
@@ -61,6 +61,8 @@ CHILD_PATHS = {
     "NetworkPolicy": "/apis/networking.k8s.io/v1/networkpolicies",
 }
 # Resources the operator may write (apiserver_request_total cross-check; any identity).
+# The operator also scales Deployments (suspend) through the scale subresource.
+BENCH_SUBRESOURCES = OPERATOR_SUBRESOURCES | {("deployments", "scale")}
 OPERATOR_RESOURCES = {"configmaps", "secrets", "services", "deployments", "ingresses", "networkpolicies",
                       "horizontalpodautoscalers", "poddisruptionbudgets", "servicemonitors", "gongwebhooks",
                       "events"}
@@ -131,8 +133,8 @@ class Tracker:
 
 def children_of(name: str, namespace: str) -> list[dict[str, Any]]:
     """The manifests the operator renders for one bench CR (ownerReferences dropped for the baseline)."""
-    from gong_operator import children as ch
-    from gong_operator import spec as s
+    import gong_operator.children as ch
+    import gong_operator.spec as s
 
     spec = s.GongWebhookSpec.model_validate(CR_SPEC)
     owner = ch.Owner(name=name, namespace=namespace, uid="00000000-0000-0000-0000-00000000bench")
@@ -254,7 +256,7 @@ class OperatorBench:
         self.watches.append(RawWatch(api, GROUP_PATH, self.tracker.gongwebhook).start_and_wait())
 
     def start_operator(self, resync_s: float, tag: str) -> OperatorProcess:
-        self.operator = OperatorProcess(self.kubeconfig, self.ctx.workdir / f"operator-{tag}.log", resync_s).start()
+        self.operator = OperatorProcess(self.kubeconfig, self.ctx.workdir, resync_s, name=f"operator-{tag}").start()
         return self.operator
 
     def teardown(self) -> None:
@@ -294,7 +296,7 @@ class OperatorBench:
     def _queue_idle(self) -> bool:
         assert self.operator is not None
         m = self.operator.metrics()
-        return OperatorProcess.total(m, "gong_operator_workqueue_depth") == 0
+        return metric_total(m, "gong_operator_workqueue_depth") == 0
 
     # ------------------------------------------------------------------ phases
 
@@ -398,32 +400,32 @@ class OperatorBench:
         # GongWebhooks' or a child kind's), so it is counted over every trigger.
         def resumed() -> bool:
             m = op.metrics()
-            return (op.total(m, "gong_operator_managed_objects") >= known
-                    and op.total(m, "gong_operator_reconciles_total") >= known
-                    and op.total(m, "gong_operator_workqueue_depth") == 0)
+            return (metric_total(m, "gong_operator_managed_objects") >= known
+                    and metric_total(m, "gong_operator_reconciles_total") >= known
+                    and metric_total(m, "gong_operator_workqueue_depth") == 0)
         wait_for(resumed, 60 + known * 0.5, 0.2, what="the restarted operator's first pass")
         after_resume = self.identity.snapshot()
         # Window: starts after the resume pass, ends after enough resync reconciles for `passes` full passes.
         m0, ids0 = op.metrics(), after_resume
-        api0 = apiserver_writes(self.cluster.metrics_text(), OPERATOR_RESOURCES)
+        api0 = apiserver_writes(self.cluster.metrics_text(), OPERATOR_RESOURCES, BENCH_SUBRESOURCES)
         cpu0, t0 = op.cpu_seconds(), time.monotonic()
         target = self.cfg.op_idle_passes * known
-        base = op.total(m0, "gong_operator_reconciles_total", trigger="resync")
+        base = metric_total(m0, "gong_operator_reconciles_total", trigger="resync")
 
         def passes_done() -> bool:
             m = op.metrics()
             return (time.monotonic() - t0 >= self.cfg.op_idle_passes * self.cfg.op_idle_resync_s
-                    and op.total(m, "gong_operator_reconciles_total", trigger="resync") - base >= target
-                    and op.total(m, "gong_operator_workqueue_depth") == 0)
+                    and metric_total(m, "gong_operator_reconciles_total", trigger="resync") - base >= target
+                    and metric_total(m, "gong_operator_workqueue_depth") == 0)
         wait_for(passes_done, 60 + 3 * self.cfg.op_idle_passes * self.cfg.op_idle_resync_s + known * 0.5, 0.2,
                  what="resync passes")
         window = time.monotonic() - t0
         cpu = op.cpu_seconds() - cpu0
         m1, ids1 = op.metrics(), self.identity.snapshot()
-        api1 = apiserver_writes(self.cluster.metrics_text(), OPERATOR_RESOURCES)
+        api1 = apiserver_writes(self.cluster.metrics_text(), OPERATOR_RESOURCES, BENCH_SUBRESOURCES)
 
         def delta(name: str, **labels: str) -> float:
-            return op.total(m1, name, **labels) - op.total(m0, name, **labels)
+            return metric_total(m1, name, **labels) - metric_total(m0, name, **labels)
         triggers = reconciles_by_trigger(m0, m1)
         reconciles = delta("gong_operator_reconcile_duration_seconds_count")
         self.out.update({

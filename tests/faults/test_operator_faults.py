@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
+from tests import secret_scan
 from tests.cluster.conftest import (
     RESYNC_SECONDS,
-    OperatorProcess,
     apply_yaml,
     condition,
     gongwebhook,
@@ -23,6 +23,7 @@ from tests.cluster.conftest import (
     wait_for,
     wait_ready,
 )
+from tests.support.operator_process import OperatorProcess
 
 pytestmark = pytest.mark.cluster
 FIXED = {"autoscaling": {"enabled": False}, "replicas": 2, "disruptionBudget": {"minAvailable": 1}}
@@ -64,7 +65,8 @@ def test_killed_mid_reconcile_converges_after_restart(cluster, operator, namespa
 
 
 def test_peering_keeps_one_replica_active_and_fails_over(cluster, operator, namespace, tmp_path):
-    standby = OperatorProcess(cluster, operator.kubeconfig, tmp_path)
+    standby = OperatorProcess(operator.kubeconfig, tmp_path, RESYNC_SECONDS, name="standby",
+                              on_new_log=lambda log: secret_scan.register_log(log, "operator"))
     standby.priority = operator.priority - 1001  # start() adds 1: lower than the running replica
     standby.start()
     try:

@@ -17,19 +17,8 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.cluster.conftest import (
-    SA_NAME,
-    SA_NAMESPACE,
-    SA_USER,
-    apply_yaml,
-    condition,
-    gongwebhook,
-    kube_json,
-    sa_kubeconfig,
-    source_secret,
-    wait_for,
-    wait_ready,
-)
+from tests.cluster.conftest import apply_yaml, condition, gongwebhook, kube_json, source_secret, wait_for, wait_ready
+from tests.support.operator_process import SA_NAME, SA_NAMESPACE, SA_USER, sa_kubeconfig
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
