@@ -162,13 +162,28 @@ SCANNED_LOGGERS = ("webhook_app", "gong_operator")
 _scanned = {"sections": 0, "logs": 0}
 
 
+# Wall time per suite (tests/<suite>/...), setup + call + teardown, so the README's durations can be
+# re-measured from any run's summary. Session fixtures count towards the first suite that needs them.
+_suite_seconds: dict[str, float] = {}
+_suite_tests: dict[str, int] = {}
+
+
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    parts = report.nodeid.split("/")
+    suite = parts[1] if len(parts) > 2 and parts[0] == "tests" else "(other)"
+    _suite_seconds[suite] = _suite_seconds.get(suite, 0.0) + report.duration
+    if report.when == "call":
+        _suite_tests[suite] = _suite_tests.get(suite, 0) + 1
     for name, content in report.sections:
         _scanned["sections"] += 1
         _report_findings.extend(secret_scan.find_in_text(content, f"{report.nodeid} [{name}]"))
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _suite_seconds:
+        terminalreporter.write_line("time per suite (setup + call + teardown):")
+        for suite, seconds in sorted(_suite_seconds.items()):
+            terminalreporter.write_line(f"  tests/{suite:<13} {_suite_tests.get(suite, 0):>4} tests  {seconds:7.1f} s")
     terminalreporter.write_line(
         f"secret scan: {len(secret_scan.secrets())} configured secret values looked for in "
         f"{_scanned['logs']} process logs and {_scanned['sections']} captured-output sections")
