@@ -85,7 +85,7 @@ def test_dashboard_panels_use_only_exported_metrics() -> None:
             assert not used - exported, (panel["title"], sorted(used - exported))
 
 
-def test_promtool_unit_tests_fire_the_dlq_and_not_ready_alerts(tmp_path: Path) -> None:
+def test_promtool_unit_tests_fire_the_dlq_not_ready_and_budget_alerts(tmp_path: Path) -> None:
     """The rules do what they say on synthetic series (promtool's rule unit tests)."""
     promtool = shutil.which("promtool")
     assert promtool
@@ -100,6 +100,13 @@ def test_promtool_unit_tests_fire_the_dlq_and_not_ready_alerts(tmp_path: Path) -
                 {"series": 'gong_webhook_dlq_depth{namespace="sales",service="gong"}', "values": "0 0 3x10"},
                 {"series": 'gong_operator_gongwebhook_ready{gongwebhook_namespace="sales",gongwebhook="gong"}',
                  "values": "1 0x15"},
+                # Two pods: one has spent the budget at 2m, the other never asked (NaN), then sees 0 at 10m.
+                {"series": 'gong_webhook_gong_api_daily_budget_remaining{namespace="sales",service="gong",pod="a"}',
+                 "values": "5 1 0x30"},
+                {"series": 'gong_webhook_gong_api_daily_budget_remaining{namespace="sales",service="gong",pod="b"}',
+                 "values": " ".join(["NaN"] * 10) + " 0x30"},
+                {"series": 'gong_webhook_gong_api_daily_budget_remaining{namespace="ops",service="gong",pod="c"}',
+                 "values": "9 3 0 4x30"},
             ],
             "alert_rule_test": [
                 {"eval_time": "1m", "alertname": "GongWebhookDeadLetterNotEmpty", "exp_alerts": []},
@@ -109,6 +116,13 @@ def test_promtool_unit_tests_fire_the_dlq_and_not_ready_alerts(tmp_path: Path) -
                                         for k, v in _annotations("GongWebhookDeadLetterNotEmpty").items()},
                 }]},
                 {"eval_time": "5m", "alertname": "GongWebhookNotReady", "exp_alerts": []},
+                # sales: 0 from 2m on (pod b's NaN ignored), firing after 15m; ops recovered: never.
+                {"eval_time": "16m", "alertname": "GongWebhookGongApiDailyBudgetSpent", "exp_alerts": []},
+                {"eval_time": "18m", "alertname": "GongWebhookGongApiDailyBudgetSpent", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "namespace": "sales", "service": "gong"},
+                    "exp_annotations": {k: v.replace("{{ $labels.namespace }}", "sales")
+                                        for k, v in _annotations("GongWebhookGongApiDailyBudgetSpent").items()},
+                }]},
                 {"eval_time": "12m", "alertname": "GongWebhookNotReady", "exp_alerts": [{
                     "exp_labels": {"severity": "critical", "gongwebhook_namespace": "sales", "gongwebhook": "gong"},
                     "exp_annotations": {
