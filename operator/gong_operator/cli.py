@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0 = off)")
     p.add_argument("--resync-seconds", type=float, default=60.0, help="periodic full reconcile interval")
     p.add_argument("--workers", type=int, default=2, help="concurrent reconciles")
+    p.add_argument("--stuck-reconcile-seconds", type=float, default=300.0,
+                   help="liveness fails while one reconcile has run longer than this (a hung call)")
     p.add_argument("--log-format", choices=["json", "plain", "full"], default="json",
                    help="log line format: json (one object per line), plain or full")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging, including Kopf's per-event lines")
@@ -49,7 +51,8 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     return OperatorSettings(
         namespaces=tuple(a.namespaces), standalone=a.standalone, peering_name=a.peering, priority=priority,
         liveness_endpoint=a.liveness or None, metrics_port=a.metrics_port, resync_seconds=a.resync_seconds,
-        workers=a.workers, log_format=a.log_format, verbose=a.verbose,
+        workers=a.workers, stuck_reconcile_seconds=a.stuck_reconcile_seconds, log_format=a.log_format,
+        verbose=a.verbose,
     )
 
 
@@ -62,6 +65,10 @@ def main(argv: list[str] | None = None) -> int:
     kopf.configure(verbose=settings.verbose, log_format=kopf.LogFormat[settings.log_format.upper()])
     if not settings.verbose:
         logging.getLogger("kopf.objects").setLevel(logging.WARNING)  # one "Handler succeeded" per watch event
+        # Per liveness probe: Kopf's "Activity 'workers' succeeded" and aiohttp's access line. A failing
+        # probe still logs its reason (ERROR).
+        logging.getLogger("kopf.activities.probe").setLevel(logging.WARNING)
+        logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
     log = logging.getLogger("gong_operator")
     kube = Kube(load_api_client(), field_manager=settings.field_manager, timeout=settings.api_timeout_seconds)
     me = identity()

@@ -5,6 +5,11 @@ The handlers only translate events into queue keys; every write happens in
 :meth:`gong_operator.reconcile.Reconciler.reconcile`, one object at a time, in worker threads.
 No change-detecting handlers, timers or daemons are used, so Kopf never adds a finalizer or
 annotations to a GongWebhook: deleting one is left to the garbage collector.
+
+Liveness: Kopf's endpoint only proves the event loop answers. The probe handler registered here
+(:meth:`Controller.health`) also fails when a worker or the resync loop has ended or one reconcile
+has run past ``--stuck-reconcile-seconds`` (a thread blocked on a call without a deadline), since in
+those states the operator stops converging objects and only a restart recovers it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import kopf
@@ -94,6 +100,29 @@ class PeeringGate:
         return result
 
 
+@dataclass(frozen=True)
+class Health:
+    """What the liveness probe reports; alive when ``problems`` is empty."""
+
+    problems: tuple[str, ...]
+    workers_alive: int
+    workers: int
+    resync_alive: bool
+    in_flight: int
+    oldest_reconcile_seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"workersAlive": self.workers_alive, "workers": self.workers, "resyncAlive": self.resync_alive,
+                "inFlight": self.in_flight, "oldestReconcileSeconds": round(self.oldest_reconcile_seconds, 3)}
+
+
+RESYNC_TASK = "gong-resync"
+
+
 class Controller:
     def __init__(self, reconciler: Reconciler, settings: OperatorSettings,
                  gate: Callable[[str], bool]) -> None:
@@ -105,19 +134,74 @@ class Controller:
         self.sources: dict[Key, set[Key]] = {}
         self.failures: dict[Key, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Worker slot -> (key, monotonic start) of the reconcile it runs now: what the stuck check reads.
+        self._in_flight: dict[int, tuple[Key, float]] = {}
+        self._stopping = False
 
     # ------------------------------------------------------------------ lifecycle
 
     def start(self) -> None:
+        self._stopping = False
         for i in range(self.settings.workers):
-            self._tasks.append(asyncio.create_task(self._worker(), name=f"gong-worker-{i}"))
-        self._tasks.append(asyncio.create_task(self._resync(), name="gong-resync"))
+            self._tasks.append(asyncio.create_task(self._worker(i), name=f"gong-worker-{i}"))
+        self._tasks.append(asyncio.create_task(self._resync(), name=RESYNC_TASK))
+        for t in self._tasks:
+            t.add_done_callback(self._task_ended)
+        # Computed when Prometheus scrapes (in prometheus_client's server thread), so the numbers are
+        # current even when nothing polls the liveness endpoint. health() only reads: a list copy of a
+        # dict and Task.done() run under the GIL.
+        metrics.WORKERS_ALIVE.set_function(lambda: float(self.health().workers_alive))
+        metrics.OLDEST_RECONCILE.set_function(lambda: self.health().oldest_reconcile_seconds)
+        metrics.HEALTHY.set_function(lambda: 1.0 if self.health().ok else 0.0)
 
     async def stop(self) -> None:
+        self._stopping = True
         for t in self._tasks:
             t.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         self._tasks.clear()
+
+    def _task_ended(self, task: asyncio.Task[None]) -> None:
+        # Workers catch every Exception, so reaching this outside stop() is a bug or a stray cancel:
+        # say which loop ended and how, once, next to the liveness failures that follow.
+        if self._stopping:
+            return
+        if task.cancelled():
+            how = "was cancelled"
+        elif (error := task.exception()) is not None:
+            how = f"raised {type(error).__name__}"
+        else:
+            how = "returned"
+        log.error("%s %s; the liveness probe now fails so that Kubernetes restarts the operator",
+                  task.get_name(), how, exc_info=None if task.cancelled() else task.exception())
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> Health:
+        """Cheap (no I/O): which loops still run, and how long the oldest reconcile has been running."""
+        now = time.monotonic()
+        tasks = list(self._tasks)
+        in_flight = list(self._in_flight.values())
+        problems: list[str] = []
+        if not tasks:
+            problems.append("workers not started")
+        problems += [f"{t.get_name()} {'was cancelled' if t.cancelled() else 'ended'}" for t in tasks if t.done()]
+        limit = self.settings.stuck_reconcile_seconds
+        oldest = 0.0
+        for (namespace, name), started in in_flight:
+            age = now - started
+            oldest = max(oldest, age)
+            if age > limit:
+                problems.append(f"reconcile of {namespace}/{name} running for {age:.1f}s (limit {limit:g}s)")
+        workers = [t for t in tasks if t.get_name() != RESYNC_TASK]
+        return Health(
+            problems=tuple(problems),
+            workers_alive=sum(not t.done() for t in workers),
+            workers=self.settings.workers,
+            resync_alive=any(t.get_name() == RESYNC_TASK and not t.done() for t in tasks),
+            in_flight=len(in_flight),
+            oldest_reconcile_seconds=oldest,
+        )
 
     # ------------------------------------------------------------------ event intake
 
@@ -189,16 +273,19 @@ class Controller:
             for key in list(self.known):
                 self.queue.add(key, "resync")
 
-    async def _worker(self) -> None:
+    async def _worker(self, slot: int) -> None:
         while True:
             key, trigger = await self.queue.get()
             metrics.QUEUE_DEPTH.set(len(self.queue))
+            # Covers the peering check and the reconcile: both run in a thread the loop cannot cancel.
+            self._in_flight[slot] = (key, time.monotonic())
             try:
                 await self._process(key, trigger)
             except Exception:  # a worker that ends is never replaced: the operator would stop working
                 log.exception("processing %s/%s failed", *key)
                 self._retry(key)
             finally:
+                del self._in_flight[slot]
                 self.queue.done(key)
 
     async def _process(self, key: Key, trigger: str) -> None:
@@ -272,6 +359,17 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, settings: 
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(**_: Any) -> None:
         await controller.stop()
+
+    # Kopf answers the liveness endpoint with these results (HTTP 200 and JSON), and with HTTP 500 when
+    # a probe handler fails. It must fail with PermanentError: any other exception counts as temporary
+    # and Kopf retries the handler after its backoff (60 s) inside the same HTTP request. Kopf caches a
+    # success for 10 s and never caches a failure, so a failure shows at the latest 10 s after it starts.
+    @kopf.on.probe(id="workers", registry=registry)
+    async def _workers(**_: Any) -> dict[str, Any]:
+        health = controller.health()
+        if not health.ok:
+            raise kopf.PermanentError("; ".join(health.problems))
+        return health.as_dict()
 
     @kopf.on.event(s.GROUP, s.VERSION, s.PLURAL, registry=registry)
     async def _gongwebhook(event: Mapping[str, Any], body: Mapping[str, Any], **_: Any) -> None:

@@ -30,3 +30,13 @@ READY = Gauge(
     "gong_operator_gongwebhook_ready", "1 while the GongWebhook's Ready condition is True.",
     ["gongwebhook_namespace", "gongwebhook"],
 )
+# Computed at scrape time from the Controller (handlers.Controller.start binds them); the same numbers
+# the liveness probe judges.
+HEALTHY = Gauge(
+    "gong_operator_healthy",
+    "1 while the liveness check passes: every worker and the resync loop run, no reconcile is stuck.",
+)
+WORKERS_ALIVE = Gauge("gong_operator_workers_alive", "Worker loops still running (equals --workers when healthy).")
+OLDEST_RECONCILE = Gauge(
+    "gong_operator_oldest_reconcile_seconds", "Age of the oldest reconcile in progress (0 when idle).",
+)

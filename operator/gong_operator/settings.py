@@ -23,6 +23,8 @@ class OperatorSettings(BaseSettings):
     log_format: str = Field("json", pattern="^(json|plain|full)$", description="Log format.")
     verbose: bool = Field(False, description="Debug logging.")
     api_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of each API request.")
+    stuck_reconcile_seconds: float = Field(
+        300.0, gt=0, description="The liveness probe fails while one reconcile has run longer than this.")
 
     @property
     def clusterwide(self) -> bool:
