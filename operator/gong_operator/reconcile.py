@@ -167,7 +167,7 @@ class Reconciler:
             self._delete_unwanted(body, spec, owner, sm_served, sm_api, out)
             if live_deployment is None:
                 live_deployment = self.kube.get(k.DEPLOYMENT, owner.namespace, owner.name)
-            live_deployment = self._unsuspend_if_needed(spec, owner, live_deployment)
+            live_deployment = self._scale_up_to_minimum(spec, owner, live_deployment)
         except k.KubeError as e:
             if e.namespace_terminating:  # the GongWebhook goes away with its namespace
                 return Outcome(gone=True)
@@ -230,16 +230,28 @@ class Reconciler:
                 metrics.CHILDREN_APPLIED.labels(kind=kind_name, action="deleted").inc()
                 self.events.post(body, "Normal", "Deleted", f"Deleted {kind_name} {owner.name} (switched off in spec)")
 
-    def _unsuspend_if_needed(self, spec: s.GongWebhookSpec, owner: ch.Owner,
+    def _scale_up_to_minimum(self, spec: s.GongWebhookSpec, owner: ch.Owner,
                              dep: dict[str, Any] | None) -> dict[str, Any] | None:
-        """After a suspend, an autoscaled Deployment sits at 0 replicas, where the HPA does not act.
-        Works on the Deployment this reconcile already read or applied: no GET of its own (the
-        operator benchmark counted it as a second read of the same object on every reconcile)."""
-        if (not spec.autoscaling.enabled or dep is None or not _owned_by(dep, owner.uid)
-                or (dep.get("spec") or {}).get("replicas") != 0):
+        """An autoscaled Deployment below ``autoscaling.minReplicas`` is scaled up to it at once.
+
+        The operator leaves ``spec.replicas`` of an autoscaled Deployment to the HPA, so a new one
+        starts at the API server's default of 1 (below the PodDisruptionBudget's minAvailable) and
+        one after a suspend sits at 0, where the HPA does not act at all. The HPA would raise a 1 to
+        the minimum only on its next sync (15 s, much longer on a busy controller-manager), and never
+        goes below it, so doing it now cannot fight the HPA. Written through the scale subresource
+        (an Update, not part of the operator's applied fields), as the HPA does. Works on the
+        Deployment this reconcile already read or applied: no GET of its own (the operator benchmark
+        counted it as a second read of the same object on every reconcile)."""
+        if not spec.autoscaling.enabled or dep is None or not _owned_by(dep, owner.uid):
+            return dep
+        # Absent only before the API server defaulted it (it defaults to 1).
+        current = (dep.get("spec") or {}).get("replicas", 1)
+        if current >= spec.autoscaling.min_replicas:
             return dep
         self.kube.merge_patch(k.DEPLOYMENT, owner.namespace, owner.name,
                               {"spec": {"replicas": spec.autoscaling.min_replicas}}, subresource="scale")
+        log.info("scaled Deployment %s/%s from %d to autoscaling.minReplicas %d",
+                 owner.namespace, owner.name, current, spec.autoscaling.min_replicas)
         return self.kube.get(k.DEPLOYMENT, owner.namespace, owner.name)
 
     def _suspend(self, body: dict[str, Any], spec: s.GongWebhookSpec, owner: ch.Owner,

@@ -144,3 +144,15 @@ def test_unsuspend_leaves_a_deployment_it_does_not_control_alone():
     assert out.error and "Deployment gw" in out.error
     assert kube.objects[("Deployment", "team", "gw")]["spec"]["replicas"] == 0
     assert not any(w[1] == "Deployment/scale" for w in kube.writes)
+
+
+def test_a_new_autoscaled_deployment_starts_at_min_replicas_not_the_default_one():
+    kube, rec = _counting()
+    rec.reconcile("team", "gw")  # the fake, like the API server, has no replicas until someone sets them
+    assert ("PATCH", "Deployment/scale", "gw") in kube.writes
+    assert kube.objects[("Deployment", "team", "gw")]["spec"]["replicas"] == 3  # autoscaling.minReplicas
+    kube.objects[("Deployment", "team", "gw")]["spec"]["replicas"] = 7  # the HPA scaled up
+    kube.writes[:] = []
+    rec.reconcile("team", "gw")
+    assert kube.objects[("Deployment", "team", "gw")]["spec"]["replicas"] == 7
+    assert not any(w[1] == "Deployment/scale" for w in kube.writes), "never scales what the HPA chose"
