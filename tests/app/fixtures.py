@@ -14,10 +14,11 @@ import httpx
 import pytest
 
 from tests import secret_scan
-from tests.app.app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer
+from tests.app.app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer, free_port
 from webhook_app.api import create_app
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings, load_settings
+from webhook_app.testing.gong_api_standin import GongApiStandIn
 from webhook_app.testing.gong_sim import GongSigner, new_private_key, public_key_b64
 
 PUBLIC_URL = "https://hooks.example.com/webhooks/gong"
@@ -160,3 +161,25 @@ def _no_leftover_processes() -> Iterator[None]:
         proc = AppProcess.started.pop()
         if proc.proc.poll() is None:
             proc.kill()
+
+
+# Credentials of the local Gong REST API stand-in (Basic auth), shared by the enrichment tests.
+GONG_ACCESS_KEY = "gong-access-key-1234"
+GONG_ACCESS_SECRET = "gong-access-secret-5678"
+
+
+@pytest.fixture
+def gong_standin() -> Iterator[Callable[..., tuple[GongApiStandIn, str]]]:
+    """Starts local Gong API stand-ins (keyword arguments go to GongApiStandIn); all stopped after the test."""
+    secret_scan.register_secret(GONG_ACCESS_SECRET)
+    servers: list[GongApiStandIn] = []
+
+    def start(**kwargs: Any) -> tuple[GongApiStandIn, str]:
+        server = GongApiStandIn(GONG_ACCESS_KEY, GONG_ACCESS_SECRET, **kwargs)
+        url = server.start(free_port())
+        servers.append(server)
+        return server, url
+
+    yield start
+    for server in servers:
+        server.stop()

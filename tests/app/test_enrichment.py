@@ -8,44 +8,26 @@ from __future__ import annotations
 import asyncio
 
 import orjson
-import pytest
 
-from tests.app.app_support import AppProcess, free_port, wait_for
+from tests.app.app_support import AppProcess, wait_for
+from tests.app.fixtures import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
 from webhook_app import streams
 from webhook_app.gong_client import GongClient
 from webhook_app.metrics import Metrics
 from webhook_app.rate_limit import RedisTokenBucket
 from webhook_app.redis_conn import make_client
 from webhook_app.snowflake_sink import ExtensiveRow, SnowflakeSink
-from webhook_app.testing.gong_api_standin import EXTENSIVE_PATH, TRANSCRIPT_PATH, GongApiStandIn
+from webhook_app.testing.gong_api_standin import EXTENSIVE_PATH, TRANSCRIPT_PATH
 from webhook_app.testing.gong_sim import call_payload
-
-ACCESS_KEY = "gong-access-key-1234"
-ACCESS_SECRET = "gong-access-secret-5678"
-
-
-@pytest.fixture
-def standin():
-    servers = []
-
-    def start(rate: float, burst: int, page_size: int = 100) -> tuple[GongApiStandIn, str]:
-        server = GongApiStandIn(ACCESS_KEY, ACCESS_SECRET, rate_per_second=rate, burst=burst, page_size=page_size)
-        url = server.start(free_port())
-        servers.append(server)
-        return server, url
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def test_two_loaders_with_enrichment_respect_the_rate_limit(
-    app_env, make_settings, start_app, signer, standin, sf_query, event_count, tmp_path
+    app_env, make_settings, start_app, signer, gong_standin, sf_query, event_count, tmp_path
 ):
-    api, api_url = standin(rate=4.0, burst=4)
+    api, api_url = gong_standin(rate_per_second=4.0, burst=4)
     env = {
         **app_env, "GONG_ENRICHMENT_ENABLED": "true", "GONG_API_BASE_URL": api_url,
-        "GONG_API_KEY": ACCESS_KEY, "GONG_API_SECRET": ACCESS_SECRET,
+        "GONG_API_KEY": GONG_ACCESS_KEY, "GONG_API_SECRET": GONG_ACCESS_SECRET,
         "GONG_API_RATE_LIMIT": "3", "GONG_API_BURST_LIMIT": "3",
         # One call per request, so the number of requests (not their size) is what is limited.
         "GONG_ENRICHMENT_BATCH_SIZE": "1", "LOADER_BATCH_SIZE": "5",
@@ -82,14 +64,14 @@ def test_two_loaders_with_enrichment_respect_the_rate_limit(
         assert '"level":"ERROR"' not in loader.output()
 
 
-async def test_429_retry_after_is_honoured_by_everyone_sharing_the_bucket(make_settings, standin):
-    api, api_url = standin(rate=2.0, burst=2, page_size=3)
+async def test_429_retry_after_is_honoured_by_everyone_sharing_the_bucket(make_settings, gong_standin):
+    api, api_url = gong_standin(rate_per_second=2.0, burst=2, page_size=3)
     settings = make_settings()
     client = make_client(settings)
     metrics = Metrics()
     # Deliberately looser than the stand-in, so Gong's 429 is what slows the clients down.
     bucket = RedisTokenBucket(client, f"{settings.redis_stream}:bucket", 50.0, 50)
-    gongs = [GongClient(api_url, ACCESS_KEY, ACCESS_SECRET, bucket, metrics) for _ in range(3)]
+    gongs = [GongClient(api_url, GONG_ACCESS_KEY, GONG_ACCESS_SECRET, bucket, metrics) for _ in range(3)]
     try:
         ids = [[f"{k}{i}" for i in range(7)] for k in range(3)]  # 7 ids, page size 3 → 3 pages each
         results = await asyncio.gather(*(g.transcripts(c) for g, c in zip(gongs, ids, strict=True)))
@@ -123,12 +105,12 @@ async def test_token_bucket_paces_calls(make_settings):
 
 
 def test_extensive_call_data_lands_once_per_call_through_the_loader(
-    app_env, make_settings, start_app, signer, standin, sf_query, event_count, redis_server
+    app_env, make_settings, start_app, signer, gong_standin, sf_query, event_count, redis_server
 ):
-    api, api_url = standin(rate=20.0, burst=20, page_size=2)  # 5 calls per request, 2 per page: paging
+    api, api_url = gong_standin(rate_per_second=20.0, burst=20, page_size=2)  # 5 calls per request, 2 per page: paging
     settings = make_settings(**{
         **app_env, "GONG_ENRICHMENT_ENABLED": "true", "GONG_ENRICHMENT_EXTENSIVE": "true",
-        "GONG_API_BASE_URL": api_url, "GONG_API_KEY": ACCESS_KEY, "GONG_API_SECRET": ACCESS_SECRET,
+        "GONG_API_BASE_URL": api_url, "GONG_API_KEY": GONG_ACCESS_KEY, "GONG_API_SECRET": GONG_ACCESS_SECRET,
         "GONG_API_RATE_LIMIT": "20", "GONG_API_BURST_LIMIT": "20", "GONG_ENRICHMENT_BATCH_SIZE": "5",
     })
     app = start_app(settings)  # ingest + in-process loader + enricher

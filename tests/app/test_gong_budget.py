@@ -19,6 +19,7 @@ import pytest
 import redis.asyncio as aioredis
 
 from tests.app.app_support import AppProcess, free_port, wait_for
+from tests.app.fixtures import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
 from webhook_app import streams
 from webhook_app.enrich import Enricher
 from webhook_app.gong_client import GongClient
@@ -27,28 +28,11 @@ from webhook_app.rate_limit import AcquireInterrupted, DailyBudget, RedisTokenBu
 from webhook_app.redis_conn import make_client
 from webhook_app.settings import AppSettings
 from webhook_app.snowflake_sink import SnowflakeSink
-from webhook_app.testing.gong_api_standin import TRANSCRIPT_PATH, GongApiStandIn
+from webhook_app.testing.gong_api_standin import TRANSCRIPT_PATH
 from webhook_app.testing.gong_sim import call_payload
 
-ACCESS_KEY = "gong-access-key-budget-4821"
-ACCESS_SECRET = "gong-access-secret-budget-7390"
 DAY = 86_400
 BUDGET_WARNING = "Gong API daily budget spent, enrichment waits for the next day"
-
-
-@pytest.fixture
-def standin():
-    servers: list[GongApiStandIn] = []
-
-    def start(**kwargs: Any) -> tuple[GongApiStandIn, str]:
-        server = GongApiStandIn(ACCESS_KEY, ACCESS_SECRET, **kwargs)
-        url = server.start(free_port())
-        servers.append(server)
-        return server, url
-
-    yield start
-    for server in servers:
-        server.stop()
 
 
 def _redis_now(redis_server: Any) -> float:
@@ -66,7 +50,7 @@ def _day_start_for_boundary_in(redis_server: Any, seconds: int) -> tuple[int, fl
 def _enrich_env(app_env: dict[str, str], api_url: str, **extra: str) -> dict[str, str]:
     return {
         **app_env, "GONG_ENRICHMENT_ENABLED": "true", "GONG_API_BASE_URL": api_url,
-        "GONG_API_KEY": ACCESS_KEY, "GONG_API_SECRET": ACCESS_SECRET,
+        "GONG_API_KEY": GONG_ACCESS_KEY, "GONG_API_SECRET": GONG_ACCESS_SECRET,
         "GONG_API_RATE_LIMIT": "50", "GONG_API_BURST_LIMIT": "50",
         # One call per request, so the number of requests equals the number of calls enriched.
         "GONG_ENRICHMENT_BATCH_SIZE": "1", **extra,
@@ -85,9 +69,9 @@ def _scrape(port: int, name: str) -> float:
 
 
 def test_two_loader_processes_never_exceed_the_shared_daily_budget(
-    app_env, make_settings, start_app, signer, standin, sf_query, event_count, redis_server, tmp_path
+    app_env, make_settings, start_app, signer, gong_standin, sf_query, event_count, redis_server, tmp_path
 ):
-    api, api_url = standin(rate_per_second=50, burst=50)
+    api, api_url = gong_standin(rate_per_second=50, burst=50)
     day_start, _ = _day_start_for_boundary_in(redis_server, DAY // 2)  # the next day is 12 h away
     # Loaders must not take over each other's event batches here: a redelivered event queues its
     # call id for enrichment a second time, which would blur the count of waiting entries.
@@ -154,9 +138,9 @@ async def _until(predicate: Any, within: float, what: str) -> None:
 
 
 async def test_waiting_entries_are_fetched_when_the_next_day_starts(
-    make_settings, standin, redis_server, sf_query, caplog
+    make_settings, gong_standin, redis_server, sf_query, caplog
 ):
-    api, api_url = standin(rate_per_second=50, burst=50)
+    api, api_url = gong_standin(rate_per_second=50, burst=50)
     day_start, boundary = _day_start_for_boundary_in(redis_server, 6)
     settings: AppSettings = make_settings(**_enrich_env(
         {}, api_url, GONG_API_DAILY_LIMIT="3", GONG_API_DAY_START_SECONDS=str(day_start),
@@ -181,7 +165,7 @@ async def test_waiting_entries_are_fetched_when_the_next_day_starts(
             client, streams.rate_limit_key(settings.redis_stream), 50.0, 50,
             DailyBudget(streams.daily_budget_key(settings.redis_stream), 3, day_start),
         )
-        gong = GongClient(api_url, ACCESS_KEY, ACCESS_SECRET, bucket, m, stop=stop)
+        gong = GongClient(api_url, GONG_ACCESS_KEY, GONG_ACCESS_SECRET, bucket, m, stop=stop)
         sink = SnowflakeSink(settings)
         await asyncio.to_thread(sink.migrate)  # one after the other: the schema is new
         clients.append(client)
@@ -251,10 +235,12 @@ async def test_concurrent_clients_take_exactly_the_daily_budget(make_settings, r
     assert int(redis_server.client().hget(key, "used")) == 7
 
 
-async def test_gong_daily_quota_429_penalises_everyone_and_stop_ends_the_wait(make_settings, standin, redis_server):
+async def test_gong_daily_quota_429_penalises_everyone_and_stop_ends_the_wait(
+    make_settings, gong_standin, redis_server
+):
     day_start, _ = _day_start_for_boundary_in(redis_server, 3600)
-    api, api_url = standin(rate_per_second=50, burst=50, daily_limit=2, day_start_seconds=day_start)
-    auth = (ACCESS_KEY, ACCESS_SECRET)
+    api, api_url = gong_standin(rate_per_second=50, burst=50, daily_limit=2, day_start_seconds=day_start)
+    auth = (GONG_ACCESS_KEY, GONG_ACCESS_SECRET)
     async with httpx.AsyncClient(base_url=api_url, auth=auth) as http:
         answers = [await http.post(TRANSCRIPT_PATH, json={"filter": {"callIds": ["1"]}}) for _ in range(3)]
     assert [a.status_code for a in answers] == [200, 200, 429]
@@ -268,7 +254,7 @@ async def test_gong_daily_quota_429_penalises_everyone_and_stop_ends_the_wait(ma
     # Our own budget is far larger: Gong's 429 (other integrations spent the company's quota) is what stops us.
     bucket = RedisTokenBucket(client, f"{settings.redis_stream}:bucket", 50.0, 50,
                               DailyBudget(f"{settings.redis_stream}:daily", 1000))
-    gong = GongClient(api_url, ACCESS_KEY, ACCESS_SECRET, bucket, metrics, stop=stop)
+    gong = GongClient(api_url, GONG_ACCESS_KEY, GONG_ACCESS_SECRET, bucket, metrics, stop=stop)
     other = RedisTokenBucket(client, f"{settings.redis_stream}:bucket", 50.0, 50)
     try:
         fetch = asyncio.create_task(gong.transcripts(["42"]))
