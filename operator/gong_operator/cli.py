@@ -19,6 +19,7 @@ from prometheus_client import start_http_server
 
 from gong_operator import handlers
 from gong_operator.kube import Kube, load_api_client
+from gong_operator.pulumi_esc import EscSource
 from gong_operator.reconcile import Reconciler
 from gong_operator.settings import OperatorSettings
 
@@ -39,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="concurrent reconciles")
     p.add_argument("--stuck-reconcile-seconds", type=float, default=300.0,
                    help="liveness fails while one reconcile has run longer than this (a hung call)")
+    p.add_argument("--esc-deadline-seconds", type=float, default=30.0,
+                   help="total deadline of one Pulumi ESC read; past it SecretsSynced=False, PulumiEscTimeout")
     p.add_argument("--log-format", choices=["json", "plain", "full"], default="json",
                    help="log line format: json (one object per line), plain or full")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging, including Kopf's per-event lines")
@@ -51,8 +54,8 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     return OperatorSettings(
         namespaces=tuple(a.namespaces), standalone=a.standalone, peering_name=a.peering, priority=priority,
         liveness_endpoint=a.liveness or None, metrics_port=a.metrics_port, resync_seconds=a.resync_seconds,
-        workers=a.workers, stuck_reconcile_seconds=a.stuck_reconcile_seconds, log_format=a.log_format,
-        verbose=a.verbose,
+        workers=a.workers, stuck_reconcile_seconds=a.stuck_reconcile_seconds,
+        esc_deadline_seconds=a.esc_deadline_seconds, log_format=a.log_format, verbose=a.verbose,
     )
 
 
@@ -73,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     kube = Kube(load_api_client(), field_manager=settings.field_manager, timeout=settings.api_timeout_seconds)
     me = identity()
     gate = handlers.PeeringGate(kube, settings, me)
-    controller = handlers.Controller(Reconciler(kube), settings, gate.active)
+    reconciler = Reconciler(kube, esc=EscSource(deadline=settings.esc_deadline_seconds))
+    controller = handlers.Controller(reconciler, settings, gate.active)
     registry = kopf.OperatorRegistry()
     handlers.register(registry, controller, settings)
     if settings.metrics_port:

@@ -118,6 +118,13 @@ class Kube:
         )
         if method != "GET":
             metrics.API_WRITES.labels(verb=method if content_type != APPLY else "APPLY", resource=resource).inc()
+        # urllib3 applies this timeout to the connect and then to each socket read, not to the whole
+        # request, so a peer that kept sending a byte now and then could hold the call longer. No total
+        # deadline is added here because the peer is the kube-apiserver, which ends every request the
+        # operator makes itself: all of them are short (no watch, no log, no exec), and the server's
+        # --request-timeout (default 60 s) answers 504 or aborts the stream when a request runs longer.
+        # A silent or dead connection fails after `timeout` seconds. Whatever is left (e.g. a broken
+        # proxy that trickles) is caught by the liveness probe's --stuck-reconcile-seconds.
         resp = self.api.call_api(m, url, header_params=hdrs, body=b, _request_timeout=self.timeout)
         data: bytes = resp.read()  # type: ignore[no-untyped-call]
         if not 200 <= resp.status < 300:

@@ -10,10 +10,17 @@ come wrapped as ``{"value": …, "secret": bool, "trace": …}`` at every level;
 are taken from ``environmentVariables`` when the environment defines that object (ESC's convention),
 else from the top-level string properties. Only this stand-in-tested subset of the API is used.
 Values are cached per GongWebhook for ``spec.secrets.refreshInterval``.
+
+Every read has a total deadline (``--esc-deadline-seconds``, default 30 s) on top of httpx's timeout,
+which applies to each socket read: a server that keeps sending a byte now and then would otherwise
+hold the reconcile's worker thread forever. httpx has no whole-request timeout, so both requests run
+on a private event loop under :func:`asyncio.timeout`; cancellation closes the connection, and no
+thread is left behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -32,6 +39,14 @@ class EscError(Exception):
         super().__init__(safe_message)
         self.status = status
         self.safe_message = safe_message
+
+
+class EscDeadlineExceeded(EscError):
+    """The open + read did not complete within the deadline (the server is slow or trickles bytes)."""
+
+    def __init__(self, deadline: float) -> None:
+        super().__init__(0, f"Pulumi ESC API did not answer within the {deadline:g}s deadline")
+        self.deadline = deadline
 
 
 def unwrap(value: Any) -> Any:
@@ -65,8 +80,10 @@ def parse_duration(text: str) -> float:
 class EscSource:
     """ESC client with a per-environment cache (keyed by everything that selects the values)."""
 
-    def __init__(self, *, timeout: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        self.timeout = timeout
+    def __init__(self, *, timeout: float = 10.0, deadline: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.timeout = timeout  # connect, and each read or write
+        self.deadline = deadline  # the whole open + read
         self.clock = clock
         self._cache: dict[tuple[str, ...], tuple[float, dict[str, bytes]]] = {}
         self._lock = threading.Lock()
@@ -84,20 +101,31 @@ class EscSource:
         return values
 
     def _fetch(self, cfg: s.PulumiEscSpec, token: str) -> dict[str, bytes]:
+        # Called from a reconcile worker thread, which has no event loop of its own.
+        return asyncio.run(self._fetch_within_deadline(cfg, token))
+
+    async def _fetch_within_deadline(self, cfg: s.PulumiEscSpec, token: str) -> dict[str, bytes]:
+        try:
+            async with asyncio.timeout(self.deadline):
+                return await self._fetch_async(cfg, token)
+        except TimeoutError:
+            raise EscDeadlineExceeded(self.deadline) from None
+
+    async def _fetch_async(self, cfg: s.PulumiEscSpec, token: str) -> dict[str, bytes]:
         q = urllib.parse.quote
         base = (f"{cfg.api_url.rstrip('/')}/api/esc/environments/"
                 f"{q(cfg.organization, safe='')}/{q(cfg.project, safe='')}/{q(cfg.environment, safe='')}")
         headers = {"Authorization": f"token {token}", "Accept": "application/vnd.pulumi+8",
                    "Content-Type": "application/json"}
         try:
-            with httpx.Client(timeout=self.timeout) as http:
-                opened = http.post(f"{base}/open", params={"duration": "2h"}, headers=headers)
+            async with httpx.AsyncClient(timeout=self.timeout) as http:
+                opened = await http.post(f"{base}/open", params={"duration": "2h"}, headers=headers)
                 if opened.status_code != 200:
                     raise EscError(opened.status_code, f"open environment returned HTTP {opened.status_code}")
                 session = opened.json().get("id")
                 if not isinstance(session, str) or not session:
                     raise EscError(502, "open environment returned no session id")
-                read = http.get(f"{base}/open/{q(session, safe='')}", headers=headers)
+                read = await http.get(f"{base}/open/{q(session, safe='')}", headers=headers)
                 if read.status_code != 200:
                     raise EscError(read.status_code, f"read open environment returned HTTP {read.status_code}")
                 body = read.json()

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gong_operator import spec as s
-from gong_operator.pulumi_esc import EscError, EscSource, parse_duration
+from gong_operator.pulumi_esc import EscDeadlineExceeded, EscError, EscSource, parse_duration
 from webhook_app import contract
 
 # SecretsSynced reasons.
@@ -22,6 +22,7 @@ SOURCE_MISSING = "SourceMissing"
 KEYS_MISSING = "KeysMissing"
 ACCESS_TOKEN_MISSING = "AccessTokenMissing"  # noqa: S105 - a condition reason
 ESC_ERROR = "PulumiEscError"
+ESC_TIMEOUT = "PulumiEscTimeout"  # the ESC read ran past its total deadline
 SOURCE_INVALID = "SourceInvalid"
 SOURCE_NOT_SHARED = "SourceNotShared"
 FORBIDDEN = "Forbidden"
@@ -129,7 +130,10 @@ def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGet
     try:
         values = esc.read(cfg, token.decode(), max_age=parse_duration(spec.secrets.refresh_interval))
     except EscError as e:
-        reason = SOURCE_MISSING if e.status == 404 else ESC_ERROR
+        if isinstance(e, EscDeadlineExceeded):
+            reason = ESC_TIMEOUT
+        else:
+            reason = SOURCE_MISSING if e.status == 404 else ESC_ERROR
         return SyncResult(False, reason, f"{where}: {e.safe_message}", "pulumiEsc")
     return check(values, spec.required_secret_keys, source="pulumiEsc", where=where)
 

@@ -22,7 +22,10 @@ class OperatorSettings(BaseSettings):
     priority: int = Field(0, description="Kopf peering priority; the highest live priority is active.")
     log_format: str = Field("json", pattern="^(json|plain|full)$", description="Log format.")
     verbose: bool = Field(False, description="Debug logging.")
-    api_timeout_seconds: float = Field(30.0, gt=0, description="Timeout of each API request.")
+    api_timeout_seconds: float = Field(
+        30.0, gt=0, description="Kubernetes API requests: connect timeout, then the longest silence while reading.")
+    esc_deadline_seconds: float = Field(
+        30.0, gt=0, description="Total deadline of one Pulumi ESC read (open + read), however the server trickles.")
     stuck_reconcile_seconds: float = Field(
         300.0, gt=0, description="The liveness probe fails while one reconcile has run longer than this.")
 

@@ -1,13 +1,18 @@
-"""The operator's liveness endpoint turns non-200 while a reconcile is stuck (real process, real cluster).
+"""The operator's liveness endpoint, its ESC deadline and its exit on SIGTERM with a call stuck in a
+worker thread (real process, real cluster).
 
-The real console script `gong-webhook-operator` runs as its ServiceAccount with a tiny
-`--stuck-reconcile-seconds`. A GongWebhook's Pulumi ESC `apiUrl` points at a local server that
-accepts the connection and sends its response one byte every half second, forever: the ESC client's
-10-second timeout is per read, so the reconcile's worker thread never returns — the kind of hang
-liveness exists for. Nothing in the operator is patched.
+The real console script `gong-webhook-operator` runs as its ServiceAccount. A GongWebhook's Pulumi ESC
+`apiUrl` points at a local server that accepts the connection and sends its response one byte every
+half second, forever (tests/operator/esc_standin.py `TricklingServer`). httpx's 10-second timeout is
+per read, so only the ESC client's total deadline (`--esc-deadline-seconds`) ends such a call:
+
+* with a deadline far beyond the test (600 s) the reconcile's worker thread is stuck — the kind of
+  hang liveness exists for, and the one that used to keep the process alive after SIGTERM;
+* with a short deadline (2 s) the call fails, the GongWebhook says SecretsSynced=False
+  PulumiEscTimeout, and liveness stays green. Nothing in the operator is patched.
 
 If the session's shared operator (tests/conftest.py `operator`, all namespaces) is running, it
-reconciles this GongWebhook too and waits on the same server; both are released when it closes.
+reconciles these GongWebhooks too and waits on the same server until its own 30 s deadline.
 """
 
 from __future__ import annotations
@@ -15,10 +20,8 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.error
 import urllib.request
@@ -29,56 +32,17 @@ from typing import Any
 import pytest
 
 from tests import secret_scan
-from tests.cluster.conftest import apply_yaml, gongwebhook, wait_for
+from tests.cluster.conftest import apply_yaml, condition, gongwebhook, kube_json, wait_for
+from tests.operator.esc_standin import TricklingServer
+from tests.support.operator_process import free_port
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]
 OPERATOR = Path(sys.executable).parent / "gong-webhook-operator"
 SA_NAMESPACE, SA_NAME = "gong-system", "gong-webhook-operator"
 STUCK_SECONDS = 1
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-class DrippingServer:
-    """Accepts HTTP connections, reads the request line, then sends a response that never completes."""
-
-    def __init__(self) -> None:
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self._sock.settimeout(0.2)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self.requests: list[str] = []
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=self._accept, daemon=True)]
-        self._threads[0].start()
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except TimeoutError:
-                continue
-            t = threading.Thread(target=self._drip, args=(conn,), daemon=True)
-            self._threads.append(t)
-            t.start()
-
-    def _drip(self, conn: socket.socket) -> None:
-        with conn:
-            self.requests.append(conn.recv(65536).split(b"\r\n", 1)[0].decode(errors="replace"))
-            for byte in b"HTTP/1.1 200 OK\r\nX-Never-Ends: " + b"z" * 100_000:
-                if self._stop.wait(0.5):
-                    return  # closing the connection fails the client's read: the reconcile returns
-                conn.sendall(bytes([byte]))
-
-    def close(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(5)
-        self._sock.close()
+# Longer than any of these tests: a call to the trickling server is, for the test, stuck forever.
+NO_DEADLINE = "600"
 
 
 def _healthz(port: int) -> tuple[int, str]:
@@ -117,42 +81,65 @@ def sa_kubeconfig(cluster: Any, tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def dripping() -> Iterator[DrippingServer]:
-    server = DrippingServer()
-    yield server
-    server.close()
+def trickling() -> Iterator[TricklingServer]:
+    with TricklingServer() as server:
+        yield server
+
+
+class Operator:
+    """`gong-webhook-operator --namespace NS --standalone` as the ServiceAccount, with its own ports."""
+
+    def __init__(self, namespace: str, kubeconfig: Path, log: Path, *args: str) -> None:
+        self.health_port, self.metrics_port = free_port(), free_port()
+        self.log = secret_scan.register_log(log, "operator")
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
+        env["KUBECONFIG"] = str(kubeconfig)
+        cmd = [str(OPERATOR), "--namespace", namespace, "--standalone", "--metrics-port", str(self.metrics_port),
+               "--liveness", f"http://127.0.0.1:{self.health_port}/healthz", "--log-format", "json", *args]
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+
+def _apply_esc_gongwebhook(cluster: Any, namespace: str, name: str, api_url: str) -> None:
+    secret_scan.register_secret("pul-liveness-token")
+    token = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pulumi-token"},
+             "stringData": {"accessToken": "pul-liveness-token"}}
+    esc = {"pulumiEsc": {"organization": "acme", "project": "gong", "environment": "prod",
+                         "accessTokenSecretRef": {"name": "pulumi-token"}, "apiUrl": api_url}}
+    apply_yaml(cluster, namespace, [token, gongwebhook(name, secrets=esc)])
 
 
 def test_liveness_fails_while_a_reconcile_is_stuck_and_recovers_after(
         cluster: Any, gw_crd: None, namespace: str, sa_kubeconfig: Path, tmp_path: Path,
-        dripping: DrippingServer) -> None:
-    health_port, metrics_port = _free_port(), _free_port()
-    log = secret_scan.register_log(tmp_path / "operator.log", "operator")
-    env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
-    env["KUBECONFIG"] = str(sa_kubeconfig)
-    cmd = [str(OPERATOR), "--namespace", namespace, "--standalone", "--metrics-port", str(metrics_port),
-           "--liveness", f"http://127.0.0.1:{health_port}/healthz",
-           "--stuck-reconcile-seconds", str(STUCK_SECONDS), "--log-format", "json"]
-    with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
+        trickling: TricklingServer) -> None:
+    op = Operator(namespace, sa_kubeconfig, tmp_path / "operator.log",
+                  "--stuck-reconcile-seconds", str(STUCK_SECONDS), "--esc-deadline-seconds", NO_DEADLINE)
+    health_port, metrics_port, log = op.health_port, op.metrics_port, op.log
     try:
         status, body = _wait_healthz(health_port, True, 30, "the liveness endpoint")
         assert json.loads(body)["workers"] == {"workersAlive": 2, "workers": 2, "resyncAlive": True,
                                                "inFlight": 0, "oldestReconcileSeconds": 0.0}
 
-        secret_scan.register_secret("pul-liveness-token")
-        token = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pulumi-token"},
-                 "stringData": {"accessToken": "pul-liveness-token"}}
-        esc = {"pulumiEsc": {"organization": "acme", "project": "gong", "environment": "prod",
-                             "accessTokenSecretRef": {"name": "pulumi-token"}, "apiUrl": dripping.url}}
         started = time.monotonic()
-        apply_yaml(cluster, namespace, [token, gongwebhook("stuck", secrets=esc)])
+        _apply_esc_gongwebhook(cluster, namespace, "stuck", trickling.url)
 
         # Kopf serves a cached success for up to 10 s; the reconcile is stuck after STUCK_SECONDS.
         status, body = _wait_healthz(health_port, False, 25, "liveness to fail")
         took = time.monotonic() - started
         assert status == 500, (status, body)
-        assert any(r.startswith("POST /api/esc/environments/acme/gong/prod/open") for r in dripping.requests)
+        assert any(r.startswith("POST /api/esc/environments/acme/gong/prod/open") for r in trickling.requests)
         samples = _metrics(metrics_port)
         assert samples["gong_operator_healthy"] == 0.0
         assert samples["gong_operator_workers_alive"] == 2.0, "the workers run; one waits on its thread"
@@ -162,16 +149,58 @@ def test_liveness_fails_while_a_reconcile_is_stuck_and_recovers_after(
 
         # The hung call fails once the server closes the connection; liveness is 200 again (a failure
         # is never cached by Kopf), so this is a live check, not a latch.
-        dripping.close()
+        trickling.close()
         status, body = _wait_healthz(health_port, True, 15, "liveness to recover")
         assert json.loads(body)["workers"]["workersAlive"] == 2
         print(f"liveness failed {took:.1f}s after the GongWebhook was applied (stuck threshold {STUCK_SECONDS}s)")
     finally:
-        dripping.close()
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
+        trickling.close()
+        op.stop()
     assert "Forbidden" not in log.read_text(errors="replace"), "the ServiceAccount lacks a permission"
+
+
+def test_esc_deadline_turns_a_trickling_server_into_a_condition_and_liveness_stays_ok(
+        cluster: Any, gw_crd: None, namespace: str, sa_kubeconfig: Path, tmp_path: Path,
+        trickling: TricklingServer) -> None:
+    op = Operator(namespace, sa_kubeconfig, tmp_path / "operator.log",
+                  "--esc-deadline-seconds", "2", "--stuck-reconcile-seconds", "8")
+    try:
+        _wait_healthz(op.health_port, True, 30, "the liveness endpoint")
+        started = time.monotonic()
+        _apply_esc_gongwebhook(cluster, namespace, "slow-esc", trickling.url)
+
+        def timed_out() -> dict[str, Any] | None:
+            cond = condition(kube_json(cluster, "-n", namespace, "gongwebhook", "slow-esc"), "SecretsSynced")
+            return cond if cond and cond["reason"] == "PulumiEscTimeout" else None
+
+        # Probing all the way: a reconcile never runs past the 8 s stuck threshold, since each ESC call
+        # ends after 2 s (and is retried with backoff, never concurrently for one object).
+        deadline = time.monotonic() + 20
+        cond = None
+        while cond is None:
+            assert time.monotonic() < deadline, "no SecretsSynced=False PulumiEscTimeout within 20 s"
+            status, body = _healthz(op.health_port)
+            assert status == 200, (status, body)
+            cond = timed_out()
+            time.sleep(0.5)
+        took = time.monotonic() - started
+        assert cond["status"] == "False"
+        assert cond["message"] == ("Pulumi ESC environment acme/gong/prod: "
+                                   "Pulumi ESC API did not answer within the 2s deadline")
+        assert took < 15, took
+        gw = kube_json(cluster, "-n", namespace, "gongwebhook", "slow-esc")
+        assert gw["status"]["secrets"] == "PulumiEscTimeout"
+        samples = _metrics(op.metrics_port)
+        assert samples['gong_operator_secret_syncs_total{result="PulumiEscTimeout",source="pulumiEsc"}'] >= 1
+        # Keep probing through a retry or two: still healthy, the trickling calls keep ending.
+        for _ in range(8):
+            status, body = _healthz(op.health_port)
+            assert status == 200, (status, body)
+            time.sleep(1)
+        assert len(trickling.requests) >= 2, trickling.requests
+        print(f"SecretsSynced=False PulumiEscTimeout {took:.1f}s after the GongWebhook was applied")
+    finally:
+        trickling.close()
+        op.stop()
+    text = op.text()
+    assert "Forbidden" not in text and "Traceback" not in text

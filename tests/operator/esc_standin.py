@@ -5,11 +5,16 @@
 
 with ``Authorization: token <token>`` and ``Accept: application/vnd.pulumi+8``. It is the only ESC the
 operator is tested against (unit tests and the cluster test).
+
+:class:`TricklingServer` is the broken variant: it answers every request one byte at a time, forever,
+faster than any per-read timeout, so only a total deadline ends the call (ESC deadline tests, liveness
+and shutdown tests).
 """
 
 from __future__ import annotations
 
 import json
+import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -92,3 +97,63 @@ def serve(state: EscState, host: str = "127.0.0.1") -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
+
+
+class TricklingServer:
+    """Accepts HTTP connections, reads the request, then sends a response that never completes: one
+    byte every ``interval`` seconds. ``stage="head"`` trickles the status line and an endless header;
+    ``stage="body"`` sends complete headers (a large Content-Length) and trickles the body. Closing the
+    server closes every connection, which fails the client's read."""
+
+    def __init__(self, *, stage: str = "head", interval: float = 0.5) -> None:
+        assert stage in ("head", "body")
+        self.stage = stage
+        self.interval = interval
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self._sock.settimeout(0.2)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
+        self.requests: list[str] = []  # request lines, e.g. "POST /api/esc/… HTTP/1.1"
+        self.client_closed = 0  # connections the client closed while the answer was still trickling
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._accept, daemon=True)]
+        self._threads[0].start()
+
+    def __enter__(self) -> TricklingServer:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except TimeoutError:
+                continue
+            t = threading.Thread(target=self._trickle, args=(conn,), daemon=True)
+            self._threads.append(t)
+            t.start()
+
+    def _trickle(self, conn: socket.socket) -> None:
+        with conn:
+            self.requests.append(conn.recv(65536).split(b"\r\n", 1)[0].decode(errors="replace"))
+            if self.stage == "head":
+                data = b"HTTP/1.1 200 OK\r\nX-Never-Ends: " + b"z" * 100_000
+            else:
+                conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                             b"Content-Length: 100000\r\n\r\n")
+                data = b" " * 100_000
+            for byte in data:
+                if self._stop.wait(self.interval):
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:  # the client gave up and closed the connection
+                    self.client_closed += 1
+                    return
+
+    def close(self) -> None:
+        self._stop.set()
+        for t in self._threads:
+            t.join(5)
+        self._sock.close()

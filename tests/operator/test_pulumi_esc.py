@@ -4,13 +4,15 @@ This stand-in is the only ESC the operator is tested against."""
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 
 import pytest
 
 from gong_operator import spec as s
-from gong_operator.pulumi_esc import EscError, EscSource, to_credentials, unwrap
-from tests.operator.esc_standin import EscState, serve
+from gong_operator.pulumi_esc import EscDeadlineExceeded, EscError, EscSource, to_credentials, unwrap
+from tests.operator.esc_standin import EscState, TricklingServer, serve
 
 TOKEN = "pul-test-token"
 ENV_PROPS = {
@@ -84,3 +86,37 @@ def test_unwrap_and_top_level_values():
     assert unwrap({"value": {"a": {"value": [{"value": 1}]}}}) == {"a": [1]}
     assert to_credentials({"GONG_API_KEY": {"value": "x"}, "n": {"value": 3}, "obj": {"value": {}}}) == {
         "GONG_API_KEY": b"x", "n": b"3"}
+
+
+@pytest.mark.parametrize("stage", ["head", "body"])
+def test_a_trickling_server_fails_the_read_at_the_total_deadline(stage):
+    # One byte every 0.2 s never trips the 1 s per-read timeout; only the 1.5 s total deadline ends it.
+    # The read runs in a thread so that a missing deadline fails this test instead of hanging it.
+    deadline = 1.5
+    outcome: list[BaseException | dict[str, bytes]] = []
+
+    def read() -> None:
+        try:
+            outcome.append(EscSource(timeout=1.0, deadline=deadline).read(_cfg(server.url), TOKEN))
+        except BaseException as e:  # handed to the test thread, which asserts on it
+            outcome.append(e)
+
+    with TricklingServer(stage=stage, interval=0.2) as server:
+        started = time.monotonic()
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(deadline + 5)
+        took = time.monotonic() - started
+        assert not reader.is_alive(), f"the read still runs {took:.1f}s after it started (deadline {deadline}s)"
+        (error,) = outcome
+        assert isinstance(error, EscDeadlineExceeded), error
+        assert deadline <= took < deadline + 1.5
+        assert error.safe_message == "Pulumi ESC API did not answer within the 1.5s deadline"
+        assert TOKEN not in str(error) and error.__cause__ is None and error.__suppress_context__
+        assert server.requests[0].startswith("POST /api/esc/environments/acme/gong/prod/open")
+        # The cancelled request closed its connection (nothing left reading in the background).
+        deadline_at = time.monotonic() + 5
+        while server.client_closed < 1 and time.monotonic() < deadline_at:
+            time.sleep(0.05)
+        assert server.client_closed == 1
+

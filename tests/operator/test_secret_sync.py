@@ -7,6 +7,7 @@ from gong_operator.pulumi_esc import EscError, EscSource
 from gong_operator.secret_sync import (
     ACCESS_TOKEN_MISSING,
     ESC_ERROR,
+    ESC_TIMEOUT,
     KEYS_MISSING,
     SOURCE_INVALID,
     SOURCE_MISSING,
@@ -14,6 +15,7 @@ from gong_operator.secret_sync import (
     sync,
 )
 from tests.operator.conftest import make_spec
+from tests.operator.esc_standin import TricklingServer
 
 FULL = {"GONG_API_KEY": "k", "GONG_API_SECRET": "topsecret", "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
         "GONG_WEBHOOK_PUBLIC_KEYS": "pk", "UNRELATED": "x"}
@@ -97,3 +99,14 @@ def test_esc_without_token_or_failing():
     r = sync(make_spec(secrets=ESC_SPEC), "team", getter({("team", "pulumi"): _secret({"token": "t"})}),
              FakeEsc(EscError(500, "open environment returned HTTP 500")))
     assert r.reason == ESC_ERROR and "HTTP 500" in r.message
+
+
+def test_esc_past_its_deadline_is_its_own_reason_without_the_token():
+    with TricklingServer(interval=0.2) as server:
+        spec = make_spec(secrets={"pulumiEsc": {**ESC_SPEC["pulumiEsc"], "apiUrl": server.url}})
+        r = sync(spec, "team", getter({("team", "pulumi"): _secret({"token": "pul-deadline-token"})}),
+                 EscSource(timeout=1.0, deadline=1.0))
+    assert not r.ok and r.reason == ESC_TIMEOUT and r.summary == "PulumiEscTimeout"
+    assert r.message == ("Pulumi ESC environment acme/default/prod: "
+                         "Pulumi ESC API did not answer within the 1s deadline")
+    assert "pul-deadline-token" not in repr(r)
