@@ -3,11 +3,16 @@
     gong-webhook-operator --all-namespaces                 # cluster-wide, with peering
     gong-webhook-operator --namespace team-a --namespace team-b
     gong-webhook-operator --all-namespaces --standalone    # development: no peering object needed
+
+Exit status: 0 after SIGTERM/SIGINT, also when a worker thread was still stuck in a call after
+``--exit-grace-seconds`` (the orderly shutdown has run; the thread is abandoned and the reason logged
+at ERROR); 1 when the operator fails (e.g. the peering object is missing); 2 for bad arguments.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import secrets
@@ -18,6 +23,7 @@ import kopf
 from prometheus_client import start_http_server
 
 from gong_operator import handlers
+from gong_operator.executor import WorkerExecutor
 from gong_operator.kube import Kube, load_api_client
 from gong_operator.pulumi_esc import EscSource
 from gong_operator.reconcile import Reconciler
@@ -42,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="liveness fails while one reconcile has run longer than this (a hung call)")
     p.add_argument("--esc-deadline-seconds", type=float, default=30.0,
                    help="total deadline of one Pulumi ESC read; past it SecretsSynced=False, PulumiEscTimeout")
+    p.add_argument("--exit-grace-seconds", type=float, default=5.0,
+                   help="on SIGTERM, after Kopf has stopped, wait this long for running reconciles, then exit anyway")
     p.add_argument("--log-format", choices=["json", "plain", "full"], default="json",
                    help="log line format: json (one object per line), plain or full")
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging, including Kopf's per-event lines")
@@ -55,7 +63,8 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
         namespaces=tuple(a.namespaces), standalone=a.standalone, peering_name=a.peering, priority=priority,
         liveness_endpoint=a.liveness or None, metrics_port=a.metrics_port, resync_seconds=a.resync_seconds,
         workers=a.workers, stuck_reconcile_seconds=a.stuck_reconcile_seconds,
-        esc_deadline_seconds=a.esc_deadline_seconds, log_format=a.log_format, verbose=a.verbose,
+        esc_deadline_seconds=a.esc_deadline_seconds, exit_grace_seconds=a.exit_grace_seconds,
+        log_format=a.log_format, verbose=a.verbose,
     )
 
 
@@ -85,7 +94,27 @@ def main(argv: list[str] | None = None) -> int:
     log.info("starting: %s, peering=%s priority=%d identity=%s",
              "all namespaces" if settings.clusterwide else ",".join(settings.namespaces),
              "off" if settings.standalone else settings.peering_name, settings.priority, me)
+    # Kopf runs on a loop whose default executor (asyncio.to_thread: peering checks, reconciles) counts
+    # its calls, so that the exit below can wait for them with a bound.
+    executor = WorkerExecutor()
+    loop = asyncio.new_event_loop()
+    loop.set_default_executor(executor)
+    asyncio.set_event_loop(loop)
+    try:
+        _run_kopf(loop, registry, settings, me)
+    except BaseException:
+        _finish(loop, executor, settings.exit_grace_seconds, log, failed=True)
+        raise
+    _finish(loop, executor, settings.exit_grace_seconds, log, failed=False)
+    return 0
+
+
+def _run_kopf(loop: asyncio.AbstractEventLoop, registry: kopf.OperatorRegistry, settings: OperatorSettings,
+              me: str) -> None:
+    """Until SIGTERM/SIGINT: Kopf then stops its watches, runs the cleanup handler (which cancels the
+    worker tasks) and removes this replica's peering keep-alive before returning."""
     kopf.run(
+        loop=loop,
         registry=registry,
         settings=handlers.kopf_settings(settings),
         standalone=settings.standalone,
@@ -96,7 +125,26 @@ def main(argv: list[str] | None = None) -> int:
         clusterwide=settings.clusterwide,
         namespaces=settings.namespaces,
     )
-    return 0
+
+
+def _finish(loop: asyncio.AbstractEventLoop, executor: WorkerExecutor, grace: float, log: logging.Logger, *,
+            failed: bool) -> None:
+    """End like ``asyncio.run`` does, except that a thread still stuck in a call (a reconcile cannot be
+    cancelled) does not keep the process alive: after ``grace`` seconds it exits without that thread.
+    ``failed``: called while Kopf's exception propagates (logged here, since os._exit skips it)."""
+    if not executor.wait_idle(grace):
+        log.error("%d worker thread(s) still busy %gs after the operator stopped (a call without a deadline); "
+                  "exiting without them", executor.busy, grace, exc_info=failed)
+        logging.shutdown()  # flush the log handlers; os._exit runs no cleanup
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1 if failed else 0)
+    try:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.run_until_complete(loop.shutdown_default_executor())
+    finally:
+        asyncio.set_event_loop(None)
+        loop.close()
 
 
 if __name__ == "__main__":

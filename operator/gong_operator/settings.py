@@ -26,6 +26,8 @@ class OperatorSettings(BaseSettings):
         30.0, gt=0, description="Kubernetes API requests: connect timeout, then the longest silence while reading.")
     esc_deadline_seconds: float = Field(
         30.0, gt=0, description="Total deadline of one Pulumi ESC read (open + read), however the server trickles.")
+    exit_grace_seconds: float = Field(
+        5.0, ge=0, description="After Kopf stops (SIGTERM): how long to wait for running reconciles before exiting.")
     stuck_reconcile_seconds: float = Field(
         300.0, gt=0, description="The liveness probe fails while one reconcile has run longer than this.")
 

@@ -204,3 +204,37 @@ def test_esc_deadline_turns_a_trickling_server_into_a_condition_and_liveness_sta
         op.stop()
     text = op.text()
     assert "Forbidden" not in text and "Traceback" not in text
+    # Nothing was stuck at SIGTERM: the ordinary exit, no abandoned thread.
+    assert op.proc.returncode == 0 and "still busy" not in text
+
+
+def test_sigterm_exits_promptly_although_a_reconcile_thread_is_stuck(
+        cluster: Any, gw_crd: None, namespace: str, sa_kubeconfig: Path, tmp_path: Path,
+        trickling: TricklingServer) -> None:
+    # A thread cannot be cancelled, and Python waits for executor threads at exit: without the bounded
+    # wait in cli.py the process outlives SIGTERM until the kubelet's SIGKILL (here: proc.wait fails).
+    op = Operator(namespace, sa_kubeconfig, tmp_path / "operator.log", "--esc-deadline-seconds", NO_DEADLINE,
+                  "--exit-grace-seconds", "2")
+    try:
+        _wait_healthz(op.health_port, True, 30, "the liveness endpoint")
+        _apply_esc_gongwebhook(cluster, namespace, "stuck-at-exit", trickling.url)
+        wait_for(lambda: _metrics(op.metrics_port)["gong_operator_oldest_reconcile_seconds"] > 2, 30, 0.5,
+                 "a reconcile stuck in the ESC call for 2 s")
+        assert trickling.requests and trickling.client_closed == 0
+        started = time.monotonic()
+        op.proc.send_signal(signal.SIGTERM)
+        try:
+            code = op.proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            pytest.fail("the operator is still running 20 s after SIGTERM")
+        took = time.monotonic() - started
+        text = op.text()
+        assert code == 0, text[-3000:]
+        assert took < 8, took
+        assert "Signal SIGTERM is received. Operator is stopping." in text
+        assert ("1 worker thread(s) still busy 2s after the operator stopped (a call without a deadline); "
+                "exiting without them") in text
+        print(f"exited {took:.1f}s after SIGTERM with exit code {code}")
+    finally:
+        trickling.close()
+        op.stop()
