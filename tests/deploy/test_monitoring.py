@@ -85,7 +85,7 @@ def test_dashboard_panels_use_only_exported_metrics() -> None:
             assert not used - exported, (panel["title"], sorted(used - exported))
 
 
-def test_promtool_unit_tests_fire_the_dlq_not_ready_and_budget_alerts(tmp_path: Path) -> None:
+def test_promtool_unit_tests_fire_the_dlq_not_ready_budget_and_operator_unhealthy_alerts(tmp_path: Path) -> None:
     """The rules do what they say on synthetic series (promtool's rule unit tests)."""
     promtool = shutil.which("promtool")
     assert promtool
@@ -107,6 +107,13 @@ def test_promtool_unit_tests_fire_the_dlq_not_ready_and_budget_alerts(tmp_path: 
                  "values": " ".join(["NaN"] * 10) + " 0x30"},
                 {"series": 'gong_webhook_gong_api_daily_budget_remaining{namespace="ops",service="gong",pod="c"}',
                  "values": "9 3 0 4x30"},
+                # Operator pods: a stays unhealthy from 2m; b is healthy; c fails for 3m, then the kubelet's
+                # restart brings it back (no alert).
+                {"series": 'gong_operator_healthy{namespace="gong-system",pod="op-a",job="x"}',
+                 "values": "1 1 0x20"},
+                {"series": 'gong_operator_healthy{namespace="gong-system",pod="op-b",job="x"}', "values": "1x22"},
+                {"series": 'gong_operator_healthy{namespace="gong-system",pod="op-c",job="x"}',
+                 "values": "1 0 0 0 1x18"},
             ],
             "alert_rule_test": [
                 {"eval_time": "1m", "alertname": "GongWebhookDeadLetterNotEmpty", "exp_alerts": []},
@@ -122,6 +129,14 @@ def test_promtool_unit_tests_fire_the_dlq_not_ready_and_budget_alerts(tmp_path: 
                     "exp_labels": {"severity": "warning", "namespace": "sales", "service": "gong"},
                     "exp_annotations": {k: v.replace("{{ $labels.namespace }}", "sales")
                                         for k, v in _annotations("GongWebhookGongApiDailyBudgetSpent").items()},
+                }]},
+                # op-a is 0 from 2m: pending until 7m, firing after; op-b and op-c never.
+                {"eval_time": "6m", "alertname": "GongWebhookOperatorUnhealthy", "exp_alerts": []},
+                {"eval_time": "8m", "alertname": "GongWebhookOperatorUnhealthy", "exp_alerts": [{
+                    "exp_labels": {"severity": "warning", "namespace": "gong-system", "pod": "op-a"},
+                    "exp_annotations": {
+                        k: v.replace("{{ $labels.namespace }}", "gong-system").replace("{{ $labels.pod }}", "op-a")
+                        for k, v in _annotations("GongWebhookOperatorUnhealthy").items()},
                 }]},
                 {"eval_time": "12m", "alertname": "GongWebhookNotReady", "exp_alerts": [{
                     "exp_labels": {"severity": "critical", "gongwebhook_namespace": "sales", "gongwebhook": "gong"},
