@@ -40,6 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--peering", default="gong-webhook-operator", help="Kopf peering object name")
     p.add_argument("--priority", type=int, default=None,
                    help="peering priority; default: random, so replicas never tie (a tie pauses all of them)")
+    p.add_argument("--peering-lifetime", type=int, default=60,
+                   help="seconds a keep-alive counts (at least 10): failover time after a silent death; the keep-alive "
+                        "is renewed 5-10 s before it ends (at least every second)")
     p.add_argument("--liveness", default="http://0.0.0.0:8081/healthz", help="liveness endpoint URL ('' = off)")
     p.add_argument("--metrics-port", type=int, default=8080, help="Prometheus metrics port (0 = off)")
     p.add_argument("--resync-seconds", type=float, default=60.0, help="periodic full reconcile interval")
@@ -61,6 +64,7 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
     priority = a.priority if a.priority is not None else 1 + secrets.randbelow(1_000_000)
     return OperatorSettings(
         namespaces=tuple(a.namespaces), standalone=a.standalone, peering_name=a.peering, priority=priority,
+        peering_lifetime=a.peering_lifetime,
         liveness_endpoint=a.liveness or None, metrics_port=a.metrics_port, resync_seconds=a.resync_seconds,
         workers=a.workers, stuck_reconcile_seconds=a.stuck_reconcile_seconds,
         esc_deadline_seconds=a.esc_deadline_seconds, exit_grace_seconds=a.exit_grace_seconds,

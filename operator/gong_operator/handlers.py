@@ -339,6 +339,8 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     ks.peering.standalone = settings.standalone
     ks.peering.name = settings.peering_name
     ks.peering.priority = settings.priority
+    # Written into this replica's keep-alive; peers (and PeeringGate) judge it by this value, not theirs.
+    ks.peering.lifetime = settings.peering_lifetime
     ks.peering.mandatory = not settings.standalone
     ks.peering.clusterwide = settings.clusterwide
     return ks

@@ -20,6 +20,9 @@ class OperatorSettings(BaseSettings):
     standalone: bool = Field(False, description="No peering: this process is always active.")
     peering_name: str = Field("gong-webhook-operator", description="Kopf peering object name.")
     priority: int = Field(0, description="Kopf peering priority; the highest live priority is active.")
+    peering_lifetime: int = Field(
+        60, ge=10, le=3600,
+        description="Seconds a keep-alive counts; a replica that dies silently is replaced after at most this.")
     log_format: str = Field("json", pattern="^(json|plain|full)$", description="Log format.")
     verbose: bool = Field(False, description="Debug logging.")
     api_timeout_seconds: float = Field(

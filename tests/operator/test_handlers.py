@@ -3,9 +3,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 
+import pytest
+from pydantic import ValidationError
 from urllib3.exceptions import MaxRetryError
 
-from gong_operator.handlers import Controller, peer_is_active
+from gong_operator import cli
+from gong_operator.handlers import Controller, kopf_settings, peer_is_active
 from gong_operator.reconcile import Outcome
 from gong_operator.settings import OperatorSettings
 
@@ -23,6 +26,21 @@ def test_peering_highest_live_priority_wins():
     assert not peer_is_active({"me": _peer(5, 0), "b": _peer(7, 0)}, identity="me", priority=5, now=NOW)
     assert not peer_is_active({"b": _peer(5, 0)}, identity="me", priority=5, now=NOW), "a tie pauses both"
     assert peer_is_active({"b": _peer(7, 120)}, identity="me", priority=5, now=NOW), "dead peers do not count"
+
+
+def test_a_short_lifetime_peer_is_dead_sooner():
+    # The dead replica's own lifetime decides (it is in its entry), not the reader's setting.
+    assert peer_is_active({"b": _peer(7, 12, lifetime=10)}, identity="me", priority=5, now=NOW)
+    assert not peer_is_active({"b": _peer(7, 8, lifetime=10)}, identity="me", priority=5, now=NOW)
+    assert not peer_is_active({"b": _peer(7, 12, lifetime=60)}, identity="me", priority=5, now=NOW)
+
+
+def test_peering_lifetime_flag_reaches_kopf():
+    assert kopf_settings(cli.parse_args(["-A"])).peering.lifetime == 60
+    settings = cli.parse_args(["-A", "--peering-lifetime", "15"])
+    assert settings.peering_lifetime == 15 and kopf_settings(settings).peering.lifetime == 15
+    with pytest.raises(ValidationError):
+        cli.parse_args(["-A", "--peering-lifetime", "5"])
 
 
 class NoReconciler:

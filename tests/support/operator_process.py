@@ -23,7 +23,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -124,8 +124,9 @@ class OperatorProcess:
     with any signal and started again (each start logs to a new file and takes a higher priority)."""
 
     def __init__(self, kubeconfig: Path, workdir: Path, resync_seconds: float, *, name: str = "operator",
-                 on_new_log: Callable[[Path], Path] | None = None) -> None:
+                 on_new_log: Callable[[Path], Path] | None = None, extra_args: Sequence[str] = ()) -> None:
         self.kubeconfig = kubeconfig
+        self.extra_args = tuple(extra_args)  # appended to the command line, e.g. ("--peering-lifetime", "10")
         self.workdir = workdir
         self.resync_seconds = resync_seconds
         self.name = name
@@ -159,7 +160,7 @@ class OperatorProcess:
             "--peering", "gong-webhook-operator", "--priority", str(self.priority),
             "--metrics-port", str(self.metrics_port),
             "--liveness", f"http://127.0.0.1:{self.health_port}/healthz",
-            "--resync-seconds", str(self.resync_seconds), "--log-format", "json",
+            "--resync-seconds", str(self.resync_seconds), "--log-format", "json", *self.extra_args,
         ]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
