@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
+    from webhook_app import http_limits
     from webhook_app.logging_setup import setup_logging
 
     setup_logging(settings.log_level, settings.secret_values())
@@ -48,6 +49,7 @@ def main(argv: list[str] | None = None) -> int:
         "log_config": None,
         "timeout_graceful_shutdown": 30,
         "server_header": False,
+        "http": http_limits.PROTOCOL,  # httptools with a cap on the request head
     }
     if settings.workers > 1:
         uvicorn.run("webhook_app.cli:create_app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]

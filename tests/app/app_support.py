@@ -20,6 +20,7 @@ import snowflake.connector
 import uvicorn
 
 from tests import secret_scan
+from webhook_app import http_limits
 
 VENV_BIN = Path(sys.executable).parent
 
@@ -116,8 +117,9 @@ class ThreadedServer:
 
     def __init__(self, app: Any) -> None:
         self.port = free_port()
+        # The same HTTP protocol as the console script (webhook_app/cli.py), head-size cap included.
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
-                                lifespan="on")
+                                lifespan="on", http=http_limits.PROTOCOL)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

@@ -19,6 +19,8 @@ from typing import Any
 import orjson
 import pytest
 
+from tests.app.app_support import AppProcess, free_port, wait_for
+from webhook_app import http_limits
 from webhook_app.testing.gong_sim import GongSigner, call_payload
 
 pytestmark = pytest.mark.redis
@@ -68,12 +70,19 @@ def _assert_still_serving(app: Any) -> None:
     assert app.client.get("/health").status_code == 200
 
 
-NESTED = {
-    "arrays": b"[" * DEPTH + b"]" * DEPTH,
-    "objects": b'{"a":' * DEPTH + b"1" + b"}" * DEPTH,
-    "arrays_inside_a_call": b'{"callData":{"metaData":{"id":"1"}},"x":' + b"[" * DEPTH + b"]" * DEPTH + b"}",
-    "unterminated": b"[" * DEPTH,
-}
+def _nested(depth: int) -> dict[str, bytes]:
+    return {
+        "arrays": b"[" * depth + b"]" * depth,
+        "objects": b'{"a":' * depth + b"1" + b"}" * depth,
+        "arrays_inside_a_call": b'{"callData":{"metaData":{"id":"1"}},"x":' + b"[" * depth + b"]" * depth + b"}",
+        "unterminated": b"[" * depth,
+    }
+
+
+NESTED = _nested(DEPTH)
+# In the token the JSON must fit under the request-head cap (base64 adds a third); 5,000 levels are still
+# five times Python's recursion limit.
+NESTED_IN_TOKEN = _nested(5_000)
 
 
 @pytest.mark.parametrize("shape", sorted(NESTED))
@@ -88,10 +97,10 @@ def test_deeply_nested_signed_json_is_a_4xx(shape: str, app: Any, signer: GongSi
     _assert_still_serving(app)
 
 
-@pytest.mark.parametrize("shape", sorted(NESTED))
+@pytest.mark.parametrize("shape", sorted(NESTED_IN_TOKEN))
 def test_deeply_nested_json_in_the_token_is_refused(shape: str, app: Any, signer: GongSigner, redis_server):
     body = orjson.dumps(call_payload("1"))
-    segment = base64.urlsafe_b64encode(NESTED[shape]).rstrip(b"=").decode()
+    segment = base64.urlsafe_b64encode(NESTED_IN_TOKEN[shape]).rstrip(b"=").decode()
     genuine = signer.token(body).split(".")
     for token in (f"{segment}.{genuine[1]}.{genuine[2]}", f"{genuine[0]}.{segment}.{genuine[2]}"):
         response = app.post(body, {"Authorization": token})
@@ -138,8 +147,8 @@ def test_hostile_request_id_is_never_reflected_raw(case: str, app: Any, app_logs
         if echoed:  # the app answered: with a clean id (its own, or the part before a CRLF that ended the line)
             assert len(echoed) == 1 and re.fullmatch(rb"[A-Za-z0-9._:-]{1,128}", echoed[0]), echoed
             assert b"pwned" not in echoed[0]
-        else:  # the HTTP server refused the request line itself
-            assert status == 400
+        else:  # the HTTP server refused the request line itself, or a head over the cap (431)
+            assert status == (431 if len(value) > http_limits.MAX_REQUEST_HEAD_BYTES else 400), response[:300]
         for fragment in (value, value.decode("latin-1").encode(), value.decode("latin-1")[:40].encode()):
             assert fragment not in response.split(b"\r\n\r\n", 1)[0]
     logged = "\n".join(app_logs.lines)
@@ -166,13 +175,91 @@ def test_no_other_request_header_is_reflected(app: Any, signer: GongSigner):
         assert MARKER not in raw_headers and MARKER not in response.text, (method, path)
 
 
-@pytest.mark.parametrize("size", [100_000, 1_000_000])
-def test_huge_authorization_header_is_a_401_json(size: int, app: Any, redis_server):
+def test_large_authorization_header_under_the_head_cap_is_a_401_json(app: Any, redis_server):
     request = (b"POST /webhooks/gong HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n"
-               b"Authorization: " + b"a" * size + b"\r\n\r\n{}")
+               b"Authorization: " + b"a" * 30_000 + b"\r\n\r\n{}")
     response = _raw(app, request)
     status, headers = _head(response)
     assert status == 401 and (b"content-type", b"application/json") in headers
     assert b"a" * 100 not in response
     assert redis_server.client().xlen(app.settings.redis_stream) == 0
     _assert_still_serving(app)
+
+
+@pytest.mark.parametrize("size", [100_000, 1_000_000, 3_000_000])
+def test_request_head_over_the_cap_is_a_431_json(size: int, app: Any, redis_server):
+    request = (b"POST /webhooks/gong HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 2\r\n"
+               b"Authorization: " + b"a" * size + b"\r\n\r\n{}")
+    response = _raw(app, request)
+    status, headers = _head(response)
+    assert status == 431 and (b"content-type", b"application/json") in headers
+    assert orjson.loads(response.split(b"\r\n\r\n", 1)[1]) == {
+        "error": "request_head_too_large", "limit_bytes": http_limits.MAX_REQUEST_HEAD_BYTES}
+    assert b"a" * 100 not in response
+    assert redis_server.client().xlen(app.settings.redis_stream) == 0
+    _assert_still_serving(app)
+
+
+def test_a_head_that_never_ends_is_cut_off_at_the_cap_not_buffered(app: Any):
+    """Many small headers, sent slowly and never finished: the server answers 431 and closes once the cap
+    is passed, while the client is still sending (it does not wait for the end of the head)."""
+    with socket.create_connection(("127.0.0.1", app.server.port), timeout=20) as conn:
+        conn.sendall(b"POST /webhooks/gong HTTP/1.1\r\nHost: x\r\n")
+        sent = 0
+        answer = b""
+        try:
+            for i in range(10_000):
+                line = f"X-Filler-{i}: {'b' * 90}\r\n".encode()
+                conn.sendall(line)
+                sent += len(line)
+                if i % 50 == 0:
+                    conn.settimeout(0.05)
+                    try:
+                        answer += conn.recv(65536)
+                    except TimeoutError:
+                        pass
+                    conn.settimeout(20)
+                    if answer:
+                        break
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        conn.settimeout(5)
+        try:
+            while chunk := conn.recv(65536):
+                answer += chunk
+        except (TimeoutError, ConnectionResetError):
+            pass
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+    assert sent < http_limits.MAX_REQUEST_HEAD_BYTES + 256 * 1024, "the server kept reading far past the cap"
+    _assert_still_serving(app)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_console_script_caps_the_request_head(workers: int, app_env, tmp_path):
+    """`gong-webhook-app` itself (one process, and uvicorn's spawned workers) runs the capped protocol."""
+    port = free_port()
+    env = {**app_env, "PORT": str(port), "HOST": "127.0.0.1", "RUN_LOADER_IN_PROCESS": "false",
+           "WORKERS": str(workers)}
+    proc = AppProcess("gong-webhook-app", env, log=tmp_path / "app.log")
+    try:
+        wait_for(lambda: _status(port, "/health") == 200, 30, 0.1, "app up")
+        head = b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Pad: " + b"p" * 200_000 + b"\r\n\r\n"
+        with socket.create_connection(("127.0.0.1", port), timeout=20) as conn:
+            conn.sendall(head)
+            answer = b""
+            while chunk := conn.recv(65536):
+                answer += chunk
+        assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+        assert _status(port, "/health") == 200
+    finally:
+        assert proc.stop() in (0, -15), proc.output()[-2000:]
+
+
+def _status(port: int, path: str) -> int:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as conn:
+            conn.sendall(b"GET " + path.encode() + b" HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            first = conn.recv(64)
+        return int(first.split(b" ")[1]) if first.startswith(b"HTTP/1.1 ") else 0
+    except OSError:
+        return 0
