@@ -111,8 +111,11 @@ def config_data(spec: s.GongWebhookSpec) -> dict[str, str]:
         contract.SNOWFLAKE_DATABASE: spec.snowflake.database,
         contract.SNOWFLAKE_SCHEMA: spec.snowflake.schema_,
     }
-    if spec.gong.public_url:
-        derived[contract.GONG_WEBHOOK_PUBLIC_URL] = spec.gong.public_url
+    url = public_url(spec)
+    if url:
+        # In JWT mode the app compares the token's `webhook_url` claim with this; Gong signs the URL
+        # it calls, which is the public endpoint (the same one status.endpoint reports).
+        derived[contract.GONG_WEBHOOK_PUBLIC_URL] = url
     if spec.snowflake.role:
         derived[contract.SNOWFLAKE_ROLE] = spec.snowflake.role
     extra = {k: v for k, v in spec.extra_config.items() if k in contract.CONFIG_KEYS and k not in derived}
@@ -363,13 +366,22 @@ def service_monitor(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
 OPTIONAL_KINDS = ("Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor")
 
 
-def endpoint(spec: s.GongWebhookSpec, owner: Owner) -> str:
-    """The URL Gong must call."""
+def public_url(spec: s.GongWebhookSpec) -> str | None:
+    """The URL Gong calls from outside: ``gong.publicUrl``, else the Ingress host's webhook URL, else
+    none (a CEL rule refuses JWT mode without one: the app cannot check the token's URL claim)."""
     if spec.gong.public_url:
         return str(spec.gong.public_url)
     if spec.ingress.enabled and spec.ingress.host:
         scheme = "https" if spec.ingress.tls_secret_name else "http"
         return f"{scheme}://{spec.ingress.host}{contract.WEBHOOK_PATH}"
+    return None
+
+
+def endpoint(spec: s.GongWebhookSpec, owner: Owner) -> str:
+    """The URL Gong must call: the public one, or the Service's in-cluster URL when there is none."""
+    url = public_url(spec)
+    if url:
+        return url
     port = "" if spec.service.port == 80 else f":{spec.service.port}"
     return f"http://{owner.name}.{owner.namespace}.svc{port}{contract.WEBHOOK_PATH}"
 

@@ -15,9 +15,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from gong_operator import app_config, metrics
 from gong_operator import children as ch
 from gong_operator import kube as k
-from gong_operator import metrics
 from gong_operator import spec as s
 from gong_operator import status as st
 from gong_operator.diff import needs_apply
@@ -138,9 +138,18 @@ class Reconciler:
         sm_api = self.kube.served(k.SERVICEMONITOR)
         sm_served = sm_api and spec.monitoring.service_monitor.enabled
         cfg = ch.config_data(spec)
-        digest = content_hash(cfg, result.data, salt=owner.uid) if result.ok and result.data is not None \
+        # The app exits 2 at start on a setting it refuses; rolling pods with such a config would replace
+        # working pods by crash-looping ones. So its own start-up check runs first, over the exact env.
+        invalid_config = app_config.refusal(_pod_env(cfg, result.data)) \
+            if result.ok and result.data is not None else None
+        if invalid_config is not None:
+            metrics.RECONCILE_ERRORS.labels(stage="config").inc()
+            log.warning("reconcile of %s/%s: the app would refuse its config, pods left as they are: %s",
+                        owner.namespace, owner.name, invalid_config)
+        workload_ok = result.ok and invalid_config is None
+        digest = content_hash(cfg, result.data, salt=owner.uid) if workload_ok and result.data is not None \
             else str(old_status.get("secretHash", ""))
-        desired = ch.desired_children(spec, owner, secret_data=result.data if result.ok else None,
+        desired = ch.desired_children(spec, owner, secret_data=result.data if workload_ok else None,
                                       content_hash=digest, service_monitor_served=sm_served)
 
         # 3. apply what differs, delete what is switched off
@@ -185,7 +194,9 @@ class Reconciler:
         rollout = st.Rollout.from_deployment(live_deployment)
         minimum = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.effective_replicas
         conds = st.workload_conditions(rollout, secrets_ok=result.ok, suspended=False, error=out.error,
-                                       minimum=minimum)
+                                       minimum=minimum, invalid_config=invalid_config)
+        if invalid_config is not None and _condition_message(old_conditions, st.DEGRADED) != conds[2].message:
+            self.events.post(body, "Warning", st.INVALID_CONFIG, conds[2].message)
         conds.append(st.Cond(st.SECRETS_SYNCED, "True" if result.ok else "False", result.reason, result.message))
         conds.append(self._monitoring_condition(spec, sm_served))
         new_status = self._status(body, spec, owner, old_conditions, conds, rollout, result, digest, generation)
@@ -353,6 +364,14 @@ class Reconciler:
 def _condition_message(conditions: list[dict[str, Any]], type_: str) -> str | None:
     found = st.find(conditions, type_)
     return str(found.get("message")) if found else None
+
+
+def _pod_env(config: Mapping[str, str], credentials: Mapping[str, bytes] | None) -> dict[str, str]:
+    """The environment the Deployment's envFrom gives the app: ConfigMap, then the synced Secret.
+    (``spec.pod.envFromConfigMaps`` come after these and are not read, so not checked.)"""
+    env = dict(config)
+    env.update({k_: v.decode("utf-8", "replace") for k_, v in (credentials or {}).items()})
+    return env
 
 
 def _replica_fields(rollout: st.Rollout) -> dict[str, Any]:

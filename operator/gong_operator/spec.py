@@ -241,8 +241,9 @@ class GongSpec(_Model):
     )
     public_url: str | None = Field(
         None,
-        description="The URL Gong is configured to call; reported as status.endpoint. Derived from the ingress when "
-        "unset.",
+        description="The URL Gong is configured to call; reported as status.endpoint and rendered as "
+        "GONG_WEBHOOK_PUBLIC_URL (the JWT's webhook_url claim must match it). Derived from the ingress when unset "
+        "(`http(s)://<ingress.host>/webhooks/gong`); required in jwt mode without an ingress.",
         pattern=r"^https?://\S+$", max_length=2048,
     )
     enrichment_enabled: bool = Field(True, description="Fetch call details from the Gong API for each webhook.")
@@ -368,6 +369,14 @@ class GongWebhookSpec(_Model):
                 "spec.disruptionBudget.minAvailable must be lower than the replica count (spec.replicas or "
                 "spec.autoscaling.minReplicas), or no pod could ever be evicted",
                 field_path=".disruptionBudget.minAvailable"),
+            # The app verifies the JWT's `webhook_url` claim against the URL Gong calls; without one it
+            # refuses to start, so such a CR is refused here instead of rendering a crash loop.
+            cel("self.gong.authMode != 'jwt' || (has(self.gong.publicUrl) && self.gong.publicUrl != '') || "
+                "(self.ingress.enabled && has(self.ingress.host) && self.ingress.host != '')",
+                "spec.gong.publicUrl is required when spec.gong.authMode is jwt and spec.ingress is not enabled: "
+                "set spec.gong.publicUrl to the URL configured in the Gong automation rule (Gong signs it into the "
+                "JWT's webhook_url claim), or enable spec.ingress with a host (the URL is then "
+                "http(s)://<host>" + contract.WEBHOOK_PATH + ")", field_path=".gong.publicUrl"),
             cel("!has(self.extraConfig) || self.extraConfig.all(k, k in "
                 + repr(list(EXTRA_CONFIG_KEYS)).replace('"', "'") + ")",
                 "spec.extraConfig keys must be app settings not derived from typed fields: "

@@ -17,6 +17,8 @@ DEGRADED = "Degraded"
 SECRETS_SYNCED = "SecretsSynced"
 MONITORING = "MonitoringConfigured"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, SECRETS_SYNCED, MONITORING)
+# Reason of Ready/Progressing/Degraded when the app would refuse the rendered configuration.
+INVALID_CONFIG = "InvalidConfig"
 
 
 def now_rfc3339() -> str:
@@ -94,17 +96,25 @@ class Rollout:
 
 
 def workload_conditions(
-    rollout: Rollout, *, secrets_ok: bool, suspended: bool, error: str | None, minimum: int = 1
+    rollout: Rollout, *, secrets_ok: bool, suspended: bool, error: str | None, minimum: int = 1,
+    invalid_config: str | None = None,
 ) -> list[Cond]:
     """Ready, Progressing and Degraded from the rollout, the credentials and the last error.
 
     ``minimum`` is the replica count the spec asks for at least (``autoscaling.minReplicas`` with an
     HPA): a freshly created Deployment at its default of 1 replica is not Ready yet.
+    ``invalid_config`` is the app's start-up error for the rendered config (the pods were left alone):
+    not Ready whatever still runs, since the spec as written cannot be deployed.
     """
     if suspended:
         return [Cond(READY, "False", "Suspended", "spec.suspend is true; scaled to zero"),
                 Cond(PROGRESSING, "False", "Suspended", "reconciliation is suspended"),
                 Cond(DEGRADED, "False", "Suspended", "")]
+    if invalid_config is not None and not error:
+        message = (f"the app would refuse to start with the rendered settings ({invalid_config}); "
+                   "ConfigMap, credentials Secret and Deployment are left as they were")
+        return [Cond(READY, "False", INVALID_CONFIG, message), Cond(PROGRESSING, "False", INVALID_CONFIG, ""),
+                Cond(DEGRADED, "True", INVALID_CONFIG, message)]
     if error:
         degraded = Cond(DEGRADED, "True", "ReconcileError", error)
     elif not secrets_ok:

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from tests import secret_scan
+from tests.operator.conftest import EXAMPLE_PUBLIC_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 RESYNC_SECONDS = 10
@@ -54,9 +55,14 @@ def apply_yaml(cluster: Any, namespace: str, docs: list[dict[str, Any]] | dict[s
     cluster.kubectl("apply", "-n", namespace, "-f", "-", input=yaml.safe_dump_all(items))
 
 
+# The app refuses to start with a malformed public key or, in JWT mode, without the public URL; the
+# operator checks that before it rolls pods (InvalidConfig), so the test objects carry valid ones.
+PUBLIC_URL = "https://gong-hooks.example.com/webhooks/gong"
+
+
 def source_secret(name: str = "gong-credentials", **overrides: str | None) -> dict[str, Any]:
     data: dict[str, str | None] = {
-        "GONG_API_KEY": "key-1", "GONG_API_SECRET": "s3cr3t-value-1", "GONG_WEBHOOK_PUBLIC_KEYS": "pk-1",
+        "GONG_API_KEY": "key-1", "GONG_API_SECRET": "s3cr3t-value-1", "GONG_WEBHOOK_PUBLIC_KEYS": EXAMPLE_PUBLIC_KEY,
         "SNOWFLAKE_ACCOUNT": "acct-1", "SNOWFLAKE_USER": "user-1", "SNOWFLAKE_PASSWORD": "pw-value-1",
     }
     data.update(overrides)
@@ -66,7 +72,7 @@ def source_secret(name: str = "gong-credentials", **overrides: str | None) -> di
 
 
 def gongwebhook(name: str, **spec: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {"secrets": {"sourceRef": {"name": "gong-credentials"}}}
+    base: dict[str, Any] = {"secrets": {"sourceRef": {"name": "gong-credentials"}}, "gong": {"publicUrl": PUBLIC_URL}}
     base.update(spec)
     return {"apiVersion": "gong.sophia-ai.com/v1alpha1", "kind": "GongWebhook", "metadata": {"name": name},
             "spec": base}

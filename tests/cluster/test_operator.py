@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,7 @@ from tests.cluster.conftest import (
     wait_for,
     wait_ready,
 )
+from tests.operator.conftest import EXAMPLE_PUBLIC_KEY
 from tests.operator.esc_standin import EscState, env_vars, serve
 from tests.support.operator_process import SA_USER, apiserver_writes
 
@@ -92,6 +96,15 @@ def test_sample_converges_with_owned_children_and_columns(cluster, operator, nam
         "Ready", "Progressing", "Degraded", "SecretsSynced", "MonitoringConfigured"}
     assert all(c["observedGeneration"] == gw["metadata"]["generation"] for c in st["conditions"])
     assert st["endpoint"] == "https://gong-webhooks.example.com/webhooks/gong"
+    # The app accepts what was rendered: its own start-up check over the ConfigMap and Secret in the
+    # cluster (kwok pods run no code, so this is the proof that real pods would start).
+    env = dict(_get(cluster, namespace, "configmap", "gong-config")["data"])
+    env.update({k: base64.b64decode(v).decode()
+                for k, v in _get(cluster, namespace, "secret", "gong-credentials")["data"].items()})
+    assert env["GONG_WEBHOOK_PUBLIC_URL"] == st["endpoint"]
+    app = subprocess.run([str(Path(sys.executable).parent / "gong-webhook-app"), "--check-config"],
+                         env={"PATH": os.environ["PATH"], **env}, capture_output=True, text=True, timeout=60)
+    assert app.returncode == 0, f"gong-webhook-app would not start with the sample: {app.stderr}"
     assert {"kind": "Deployment", "name": "gong", "apiVersion": "apps/v1"} in st["children"]
 
     table = cluster.kubectl("get", "gongwebhooks", "-n", namespace).stdout.splitlines()
@@ -172,6 +185,27 @@ def test_invalid_gongwebhooks_are_refused_naming_the_field(cluster, gw_crd, name
                     "-p", '{"spec":{"autoscaling":{"enabled":false},"replicas":3}}')
     cluster.kubectl("scale", "-n", namespace, "gw/immutable", "--replicas=5")
     assert _gw(cluster, namespace, "immutable")["spec"]["replicas"] == 5
+
+
+def test_jwt_without_a_public_url_is_refused_saying_what_to_set(cluster, gw_crd, namespace):
+    """Issue 10 #1: in JWT mode the app cannot start without the URL Gong signs; the API server refuses
+    such a GongWebhook (instead of the operator rendering a crash loop) and says what to set."""
+    def create(**spec: Any) -> subprocess.CompletedProcess[str]:
+        body = gongwebhook("no-url", **spec)
+        return cluster.kubectl("create", "--dry-run=server", "-n", namespace, "-f", "-",
+                               input=yaml.safe_dump(body), check=False)
+
+    for spec in ({"gong": {}}, {"gong": {"authMode": "jwt", "publicUrl": ""}},
+                 {"gong": {}, "ingress": {"enabled": False, "host": "hooks.example.com"}}):
+        proc = create(**spec)
+        assert proc.returncode != 0, f"accepted: {spec}"
+        assert "spec.gong.publicUrl is required when spec.gong.authMode is jwt" in proc.stderr, proc.stderr
+        assert "or enable spec.ingress with a host" in proc.stderr
+    for spec in ({"gong": {"authMode": "urlKey"}},
+                 {"gong": {}, "ingress": {"enabled": True, "host": "hooks.example.com"}},
+                 {"gong": {"publicUrl": "https://hooks.example.com/webhooks/gong"}}):
+        proc = create(**spec)
+        assert proc.returncode == 0, f"refused: {spec}: {proc.stderr}"
 
 
 # ---------------------------------------------------------------------------------------- 3
@@ -332,7 +366,8 @@ def test_rotation_rolls_pods_and_missing_keys_leave_them_alone(cluster, operator
 
 def test_pulumi_esc_source_against_the_local_standin(cluster, operator, namespace):
     values = {"GONG_API_KEY": "esc-key", "GONG_API_SECRET": "esc-secret-1", "SNOWFLAKE_ACCOUNT": "acct",
-              "SNOWFLAKE_USER": "user", "GONG_WEBHOOK_PUBLIC_KEYS": "pk"}
+              "SNOWFLAKE_USER": "user", "SNOWFLAKE_PASSWORD": "esc-password-1",
+              "GONG_WEBHOOK_PUBLIC_KEYS": EXAMPLE_PUBLIC_KEY}
     state = EscState(token="pul-cluster-token", org="acme", project="gong", env="prod", properties=env_vars(values))
     with serve(state) as url:
         token = {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "pulumi-token"},

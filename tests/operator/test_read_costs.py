@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gong_operator import kube as k
-from tests.operator.test_reconcile import FakeKube, _setup
+from tests.operator.test_reconcile import SPEC, FakeKube, _setup
 
 
 class CountingFakeKube(FakeKube):
@@ -38,8 +38,7 @@ def _counting(spec: dict[str, Any] | None = None) -> tuple[CountingFakeKube, Any
 
 def test_one_discovery_question_per_reconcile_whatever_the_servicemonitor_setting():
     for enabled in (True, False):
-        kube, rec = _counting({"secrets": {"sourceRef": {"name": "src"}},
-                               "monitoring": {"serviceMonitor": {"enabled": enabled}}})
+        kube, rec = _counting({**SPEC, "monitoring": {"serviceMonitor": {"enabled": enabled}}})
         rec.reconcile("team", "gw")
         kube.served_calls, kube.gets = 0, []
         kube.writes.clear()

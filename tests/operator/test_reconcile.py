@@ -8,9 +8,12 @@ from typing import Any
 
 from gong_operator import kube as k
 from gong_operator.reconcile import GW, Reconciler
+from tests.operator.conftest import EXAMPLE_PUBLIC_KEY
 
+# Values the app starts with (the operator checks that before it rolls pods).
 CREDS = {"GONG_API_KEY": "k", "GONG_API_SECRET": "sss", "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
-         "GONG_WEBHOOK_PUBLIC_KEYS": "pk"}
+         "SNOWFLAKE_PASSWORD": "pw-value", "GONG_WEBHOOK_PUBLIC_KEYS": EXAMPLE_PUBLIC_KEY}
+SPEC = {"secrets": {"sourceRef": {"name": "src"}}, "gong": {"publicUrl": "https://hooks.example.com/webhooks/gong"}}
 
 
 class FakeKube:
@@ -60,7 +63,7 @@ def _setup(spec: dict[str, Any] | None = None) -> tuple[FakeKube, Reconciler]:
     kube.objects[("GongWebhook", "team", "gw")] = {
         "apiVersion": "gong.sophia-ai.com/v1alpha1", "kind": "GongWebhook",
         "metadata": {"name": "gw", "namespace": "team", "uid": "gw-uid", "generation": 1},
-        "spec": spec or {"secrets": {"sourceRef": {"name": "src"}}},
+        "spec": copy.deepcopy(spec or SPEC),
     }
     kube.objects[("Secret", "team", "src")] = {
         "metadata": {"name": "src", "namespace": "team"},
@@ -176,3 +179,41 @@ def test_gone_resource():
     del kube.objects[("GongWebhook", "team", "gw")]
     assert rec.reconcile("team", "gw").gone
     assert GW.plural == "gongwebhooks"
+
+
+def test_a_config_the_app_would_refuse_is_reported_and_the_pods_are_left_alone():
+    kube, rec = _setup()
+    rec.reconcile("team", "gw")
+    dep_before = copy.deepcopy(kube.objects[("Deployment", "team", "gw")])
+    cm_before = copy.deepcopy(kube.objects[("ConfigMap", "team", "gw-config")])
+    kube.objects[("Secret", "team", "src")]["data"]["GONG_WEBHOOK_PUBLIC_KEYS"] = \
+        base64.b64encode(b"example-public-key").decode()
+    kube.writes.clear()
+    out = rec.reconcile("team", "gw")
+    assert not any(w[0] == "APPLY" and w[1] in ("Deployment", "Secret", "ConfigMap") for w in kube.writes)
+    assert kube.objects[("Deployment", "team", "gw")] == dep_before
+    assert kube.objects[("ConfigMap", "team", "gw-config")] == cm_before
+    conds = _conds(kube)
+    for type_, status in (("Ready", "False"), ("Degraded", "True")):
+        assert (conds[type_]["status"], conds[type_]["reason"]) == (status, "InvalidConfig")
+        assert "GONG_WEBHOOK_PUBLIC_KEYS" in conds[type_]["message"]
+        assert "example-public-key" not in conds[type_]["message"]
+    assert ("POST", "Event", "InvalidConfig") in kube.writes
+    assert not out.ready
+    kube.writes.clear()
+    rec.reconcile("team", "gw")
+    assert kube.writes == [], "a persisting refusal must not repeat events or status writes"
+    # Fixed: the pods roll and the GongWebhook recovers.
+    kube.objects[("Secret", "team", "src")]["data"]["GONG_WEBHOOK_PUBLIC_KEYS"] = \
+        base64.b64encode(EXAMPLE_PUBLIC_KEY.encode()).decode()
+    rec.reconcile("team", "gw")
+    assert _conds(kube)["Degraded"]["reason"] != "InvalidConfig"
+
+
+def test_a_stored_jwt_spec_without_a_public_url_is_invalid_config_not_a_crash():
+    # Stored before the CEL rule existed (the API server ratchets unchanged objects through).
+    kube, rec = _setup({"secrets": {"sourceRef": {"name": "src"}}})
+    rec.reconcile("team", "gw")
+    assert ("Deployment", "team", "gw") not in kube.objects
+    cond = _conds(kube)["Ready"]
+    assert cond["reason"] == "InvalidConfig" and "GONG_WEBHOOK_PUBLIC_URL" in cond["message"]
