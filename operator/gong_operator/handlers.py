@@ -313,7 +313,7 @@ class Controller:
             return
         self._set_sources(key, set(outcome.secret_sources))
         metrics.READY.labels(*key).set(1 if outcome.ready else 0)
-        if outcome.error:
+        if outcome.error or outcome.retry:
             metrics.RECONCILES.labels(trigger=trigger, result="error").inc()
             self._retry(key)
             return

@@ -40,6 +40,7 @@ class Outcome:
     ready: bool = False
     secret_sources: tuple[tuple[str, str], ...] = ()
     requeue_after: float | None = None
+    retry: bool = False  # retry with backoff although no reconcile error was recorded (a transient read)
 
 
 class ChildConflict(Exception):
@@ -129,6 +130,7 @@ class Reconciler:
         metrics.SECRET_SYNCS.labels(source=result.source, result="ok" if result.ok else result.reason).inc()
         if not result.ok:
             metrics.RECONCILE_ERRORS.labels(stage="secrets").inc()
+            out.retry = result.transient
         if spec.secrets.pulumi_esc is not None:
             from gong_operator.pulumi_esc import parse_duration
             out.requeue_after = parse_duration(spec.secrets.refresh_interval)

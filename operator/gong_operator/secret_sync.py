@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gong_operator import spec as s
+from gong_operator.kube import KubeError
 from gong_operator.pulumi_esc import EscDeadlineExceeded, EscError, EscSource, parse_duration
 from webhook_app import contract
 
@@ -26,6 +27,7 @@ ESC_TIMEOUT = "PulumiEscTimeout"  # the ESC read ran past its total deadline
 SOURCE_INVALID = "SourceInvalid"
 SOURCE_NOT_SHARED = "SourceNotShared"
 FORBIDDEN = "Forbidden"
+SOURCE_UNREADABLE = "SourceUnreadable"  # the API server answered the read with an error
 
 # A Secret in another namespace is copied only when its own metadata lists the GongWebhook's
 # namespace here. Whoever can edit that Secret decides who may read it through the operator;
@@ -46,6 +48,7 @@ class SyncResult:
     source: str  # "secret" | "pulumiEsc"
     data: Mapping[str, bytes] | None = field(default=None, repr=False)
     missing: tuple[str, ...] = ()
+    transient: bool = False  # worth retrying soon (a server error), not only at the next resync
 
     @property
     def summary(self) -> str:
@@ -80,6 +83,28 @@ def check(data: Mapping[str, bytes], required: tuple[str, ...], *, source: str, 
 SecretGetter = Callable[[str, str], Mapping[str, Any] | None]
 
 
+class _Unreadable(Exception):
+    def __init__(self, result: SyncResult) -> None:
+        super().__init__(result.message)
+        self.result = result
+
+
+def _read(get_secret: SecretGetter, namespace: str, name: str, source: str) -> Mapping[str, Any] | None:
+    """A Secret, or None when absent. Any other API answer (403 from RBAC, 5xx from an overloaded or
+    restarting server, 429) becomes a SecretsSynced=False result rather than an exception: the reconcile
+    must still write status, and it must not look like a crash. The API server's message names the
+    resource and the verb, never data."""
+    try:
+        return get_secret(namespace, name)
+    except KubeError as e:
+        transient = e.status >= 500 or e.status == 429
+        raise _Unreadable(SyncResult(
+            False, SOURCE_UNREADABLE,
+            f"Secret {namespace}/{name} could not be read: {e.status} {e.reason}"
+            + (f" ({e.message})" if e.message else "") + ("; retrying" if transient else ""),
+            source, transient=transient)) from None
+
+
 def sync_from_secret(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter,
                      synced_name: str = "") -> SyncResult:
     ref = spec.secrets.source_ref
@@ -89,7 +114,7 @@ def sync_from_secret(spec: s.GongWebhookSpec, namespace: str, get_secret: Secret
     if ns == namespace and ref.name == synced_name:
         return SyncResult(False, SOURCE_INVALID, f"{where} is the synced Secret itself; point sourceRef elsewhere",
                           "secret")
-    secret = get_secret(ns, ref.name)
+    secret = _read(get_secret, ns, ref.name, "secret")
     if ns != namespace and (secret is None or namespace not in allowed_namespaces(secret)):
         # One answer for "absent" and "not shared": the operator must not tell a namespace that
         # cannot read a Secret whether it exists.
@@ -121,7 +146,7 @@ def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGet
     cfg = spec.secrets.pulumi_esc
     assert cfg is not None
     tok_ref = cfg.access_token_secret_ref
-    token_secret = get_secret(namespace, tok_ref.name)
+    token_secret = _read(get_secret, namespace, tok_ref.name, "pulumiEsc")
     token = decode_secret_data(token_secret or {}).get(tok_ref.key)
     if not token:
         return SyncResult(False, ACCESS_TOKEN_MISSING,
@@ -141,8 +166,11 @@ def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGet
 def sync(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource,
          synced_name: str = "") -> SyncResult:
     """``synced_name`` is the operator's own ``<name>-credentials`` Secret, which cannot be a source."""
-    if spec.secrets.source_ref is not None:
-        return sync_from_secret(spec, namespace, get_secret, synced_name)
-    if spec.secrets.pulumi_esc is not None:
-        return sync_from_esc(spec, namespace, get_secret, esc)
+    try:
+        if spec.secrets.source_ref is not None:
+            return sync_from_secret(spec, namespace, get_secret, synced_name)
+        if spec.secrets.pulumi_esc is not None:
+            return sync_from_esc(spec, namespace, get_secret, esc)
+    except _Unreadable as e:
+        return e.result
     return SyncResult(False, SOURCE_INVALID, "spec.secrets names no source", "none")

@@ -217,3 +217,32 @@ def test_a_stored_jwt_spec_without_a_public_url_is_invalid_config_not_a_crash():
     assert ("Deployment", "team", "gw") not in kube.objects
     cond = _conds(kube)["Ready"]
     assert cond["reason"] == "InvalidConfig" and "GONG_WEBHOOK_PUBLIC_URL" in cond["message"]
+
+
+class FailingSecretReads(FakeKube):
+    """The API server answers reads of the source Secret with an error (RBAC, an overloaded server)."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__()
+        self.error = k.KubeError(status, reason, f'secrets "src" is {reason.lower()}')
+
+    def get(self, kind: k.Kind, ns: str, name: str) -> dict[str, Any] | None:
+        if kind is k.SECRET and name == "src":
+            raise self.error
+        return super().get(kind, ns, name)
+
+
+def test_an_api_error_reading_the_source_is_a_condition_not_a_crash():
+    for status, reason, transient in ((403, "Forbidden", False), (500, "InternalError", True),
+                                      (503, "ServiceUnavailable", True)):
+        plain, _ = _setup()
+        kube = FailingSecretReads(status, reason)
+        kube.objects = plain.objects
+        rec = Reconciler(kube)  # type: ignore[arg-type]
+        out = rec.reconcile("team", "gw")
+        cond = _conds(kube)["SecretsSynced"]
+        assert (cond["status"], cond["reason"]) == ("False", "SourceUnreadable"), status
+        assert f"Secret team/src could not be read: {status} {reason}" in cond["message"]
+        assert _conds(kube)["Degraded"]["status"] == "True"
+        assert ("Deployment", "team", "gw") not in kube.objects
+        assert out.retry is transient, status  # a server error is retried with backoff, RBAC waits for resync
