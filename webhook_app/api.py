@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from webhook_app import contract, stream_stats
+from webhook_app import contract, metrics_server, stream_stats
 from webhook_app.enqueue import Enqueuer, Event
 from webhook_app.jwt_verify import JwtVerifier, VerificationError, verify_url_key
 from webhook_app.logging_setup import request_id_var
@@ -229,6 +229,8 @@ def create_app(
         state.redis = make_client(settings)
         state.enqueuer = Enqueuer(state.redis, settings.redis_stream, settings.dedup_ttl_seconds)
         await warn_if_not_durable(state.redis)
+        metrics_listener = (await metrics_server.start(settings.host, settings.metrics_port, metrics.registry)
+                            if settings.metrics_port else None)
         if with_loader:
             from webhook_app.worker import run_loader as run_worker
 
@@ -242,6 +244,8 @@ def create_app(
         finally:
             # uvicorn has stopped accepting and finished in-flight requests by now; the loader
             # gets to finish (and acknowledge) its batch.
+            if metrics_listener is not None:
+                metrics_listener.close()
             state.stop.set()
             results = await asyncio.gather(*state.background, return_exceptions=True)
             for result in results:

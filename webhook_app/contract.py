@@ -45,6 +45,7 @@ LOADER_METRICS_PORT: Final = "LOADER_METRICS_PORT"
 GONG_ENRICHMENT_BATCH_SIZE: Final = "GONG_ENRICHMENT_BATCH_SIZE"
 SNOWFLAKE_TIMEOUT_SECONDS: Final = "SNOWFLAKE_TIMEOUT_SECONDS"
 GONG_API_DAY_START_SECONDS: Final = "GONG_API_DAY_START_SECONDS"
+METRICS_PORT: Final = "METRICS_PORT"
 
 # Credentials: rendered into the synced Secret `<name>-credentials`.
 GONG_API_KEY: Final = "GONG_API_KEY"
@@ -66,6 +67,7 @@ CONFIG_KEYS: Final[frozenset[str]] = frozenset(
         MAX_BODY_BYTES, DEDUP_TTL_SECONDS, RUN_LOADER_IN_PROCESS, LOADER_BATCH_SIZE, LOADER_BLOCK_MS,
         LOADER_MAX_DELIVERIES, LOADER_CLAIM_IDLE_MS, LOADER_METRICS_PORT, GONG_ENRICHMENT_BATCH_SIZE,
         SNOWFLAKE_TIMEOUT_SECONDS, GONG_API_DAILY_LIMIT, GONG_ENRICHMENT_EXTENSIVE, GONG_API_DAY_START_SECONDS,
+        METRICS_PORT,
     }
 )
 SECRET_KEYS: Final[frozenset[str]] = frozenset(
@@ -85,6 +87,8 @@ READY_PATH: Final = "/ready"
 METRICS_PATH: Final = "/metrics"
 WEBHOOK_PATH: Final = "/webhooks/gong"
 CONTAINER_PORT: Final = 8080
+# The Deployment's METRICS_PORT: a port of its own, so a NetworkPolicy can admit scrapers to it alone.
+METRICS_CONTAINER_PORT: Final = 9090
 
 # What each name means, for people: rendered into docs/configuration.md by
 # `python -m gong_operator.reference_docs --write`; a test keeps it complete.
@@ -129,6 +133,8 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     LOADER_MAX_DELIVERIES: "Deliveries of one event before it is moved to the dead-letter stream.",
     LOADER_CLAIM_IDLE_MS: "Pending events idle this long (a crashed loader's) are claimed by a live loader.",
     LOADER_METRICS_PORT: "Metrics port of a standalone `gong-webhook-loader` (0: off).",
+    METRICS_PORT: "A second listener serving only `/metrics` (0: off; `/metrics` stays on PORT too). The "
+                  "operator sets 9090 so its NetworkPolicy can admit the monitoring namespaces to metrics alone.",
     GONG_ENRICHMENT_BATCH_SIZE: "Call ids per Gong API request during enrichment.",
     SNOWFLAKE_TIMEOUT_SECONDS: "Login and network timeout of Snowflake calls.",
     GONG_API_KEY: "Gong API access key (enrichment).",

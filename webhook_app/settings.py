@@ -67,6 +67,7 @@ class AppSettings(BaseSettings):
     loader_max_deliveries: PositiveInt = Field(5, validation_alias=_env(contract.LOADER_MAX_DELIVERIES))
     loader_claim_idle_ms: PositiveInt = Field(60_000, validation_alias=_env(contract.LOADER_CLAIM_IDLE_MS))
     loader_metrics_port: int = Field(9091, ge=0, le=65535, validation_alias=_env(contract.LOADER_METRICS_PORT))
+    metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env(contract.METRICS_PORT))
 
     gong_enrichment_enabled: bool = Field(False, validation_alias=_env(contract.GONG_ENRICHMENT_ENABLED))
     gong_enrichment_extensive: bool = Field(False, validation_alias=_env(contract.GONG_ENRICHMENT_EXTENSIVE))

@@ -21,6 +21,7 @@ APP_NAME = "gong-webhook"
 HASH_ANNOTATION = f"{s.GROUP}/config-hash"
 DESIRED_HASH_ANNOTATION = f"{s.GROUP}/desired-hash"
 PORT_NAME = "http"
+METRICS_PORT_NAME = "metrics"
 
 Manifest = dict[str, Any]
 
@@ -97,6 +98,7 @@ def config_data(spec: s.GongWebhookSpec) -> dict[str, str]:
     derived: dict[str, str] = {
         contract.HOST: "0.0.0.0",
         contract.PORT: str(contract.CONTAINER_PORT),
+        contract.METRICS_PORT: str(contract.METRICS_CONTAINER_PORT),
         contract.LOG_LEVEL: spec.log_level,
         contract.REDIS_URL: spec.redis.url,
         contract.REDIS_STREAM: spec.redis.stream,
@@ -160,11 +162,16 @@ def deployment(spec: s.GongWebhookSpec, owner: Owner, *, content_hash: str) -> M
         "name": "webhook",
         "image": spec.image,
         "imagePullPolicy": spec.image_pull_policy,
-        "ports": [{"name": PORT_NAME, "containerPort": contract.CONTAINER_PORT, "protocol": "TCP"}],
+        "ports": [{"name": PORT_NAME, "containerPort": contract.CONTAINER_PORT, "protocol": "TCP"},
+                  {"name": METRICS_PORT_NAME, "containerPort": contract.METRICS_CONTAINER_PORT, "protocol": "TCP"}],
         "envFrom": env_from,
         "resources": {
-            "requests": {"cpu": spec.resources.requests.cpu, "memory": spec.resources.requests.memory},
-            "limits": {"cpu": spec.resources.limits.cpu, "memory": spec.resources.limits.memory},
+            # ephemeral-storage bounds the /tmp emptyDir and the container logs together: without it one
+            # pod could fill the node's disk and get every pod on the node evicted.
+            "requests": {"cpu": spec.resources.requests.cpu, "memory": spec.resources.requests.memory,
+                         "ephemeral-storage": spec.resources.requests.ephemeral_storage},
+            "limits": {"cpu": spec.resources.limits.cpu, "memory": spec.resources.limits.memory,
+                       "ephemeral-storage": spec.resources.limits.ephemeral_storage},
         },
         "livenessProbe": {"httpGet": {"path": contract.HEALTH_PATH, "port": PORT_NAME},
                           "initialDelaySeconds": 10, **probe_common},
@@ -183,6 +190,9 @@ def deployment(spec: s.GongWebhookSpec, owner: Owner, *, content_hash: str) -> M
     }
     pod_spec: dict[str, Any] = {
         "automountServiceAccountToken": False,
+        # Service links would add <SERVICE>_PORT=tcp://... for every Service in the namespace; names like
+        # SNOWFLAKE_PORT or LOADER_METRICS_PORT are app settings, and the app would refuse the value.
+        "enableServiceLinks": False,
         "securityContext": {
             "runAsNonRoot": True,
             "runAsUser": 1000,
@@ -201,7 +211,7 @@ def deployment(spec: s.GongWebhookSpec, owner: Owner, *, content_hash: str) -> M
         },
         "terminationGracePeriodSeconds": 30,
         "containers": [container],
-        "volumes": [{"name": "tmp", "emptyDir": {}}],
+        "volumes": [{"name": "tmp", "emptyDir": {"sizeLimit": spec.resources.tmp_size_limit}}],
     }
     if pod.service_account_name:
         pod_spec["serviceAccountName"] = pod.service_account_name
@@ -231,7 +241,9 @@ def service(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
     svc: dict[str, Any] = {
         "type": spec.service.type,
         "selector": selector_labels(owner),
-        "ports": [{"name": PORT_NAME, "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        "ports": [{"name": PORT_NAME, "port": spec.service.port, "targetPort": PORT_NAME, "protocol": "TCP"},
+                  {"name": METRICS_PORT_NAME, "port": contract.METRICS_CONTAINER_PORT,
+                   "targetPort": METRICS_PORT_NAME, "protocol": "TCP"}],
         "sessionAffinity": spec.service.session_affinity,
     }
     return finalize({
@@ -242,15 +254,27 @@ def service(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
     })
 
 
+def ingress_path(spec: s.GongWebhookSpec) -> tuple[str, str]:
+    """(path, pathType) the Ingress routes: only what Gong calls, so /metrics, /health and /ready stay
+    inside the cluster. JWT mode is the one URL; url-key mode is ``/webhooks/gong/<key>`` (Prefix
+    matches whole path segments). ``/``, the former default, is still stored in objects created before
+    and means the default; another explicit path is routed as a prefix, as before."""
+    path = spec.ingress.path
+    if path and path != "/":
+        return path, "Prefix"
+    return contract.WEBHOOK_PATH, "Exact" if spec.gong.auth_mode == "jwt" else "Prefix"
+
+
 def ingress(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
     ing = spec.ingress
     annotations = {**ing.annotations, "nginx.ingress.kubernetes.io/limit-rps": str(ing.rate_limit_rps)}
+    path, path_type = ingress_path(spec)
     body: dict[str, Any] = {
         "rules": [{
             "host": ing.host,
             "http": {"paths": [{
-                "path": ing.path,
-                "pathType": "Prefix",
+                "path": path,
+                "pathType": path_type,
                 "backend": {"service": {"name": owner.name, "port": {"name": PORT_NAME}}},
             }]},
         }],
@@ -310,10 +334,15 @@ def _ns_peers(names: list[str]) -> list[dict[str, Any]]:
 
 def network_policy(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
     np = spec.network_policy
-    peers = _ns_peers(list(dict.fromkeys([*np.ingress_namespaces, *np.monitoring_namespaces])))
+    # One rule per audience and port: rules are OR-ed and each admits its peers to its ports only, so the
+    # ingress controller cannot scrape and the scrapers cannot post webhooks. (Kubelet probes are not
+    # subject to NetworkPolicy.)
     ingress_rules: list[dict[str, Any]] = []
-    if peers:
-        ingress_rules.append({"from": peers, "ports": [{"protocol": "TCP", "port": contract.CONTAINER_PORT}]})
+    for namespaces, port in ((np.ingress_namespaces, contract.CONTAINER_PORT),
+                             (np.monitoring_namespaces, contract.METRICS_CONTAINER_PORT)):
+        if namespaces:
+            ingress_rules.append({"from": _ns_peers(list(dict.fromkeys(namespaces))),
+                                  "ports": [{"protocol": "TCP", "port": port}]})
     egress: list[dict[str, Any]] = []
     if np.allow_dns:
         egress.append({"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]})
@@ -341,7 +370,11 @@ def pdb(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
         "kind": "PodDisruptionBudget",
         "metadata": _meta(owner, owner.name),
         "spec": {"minAvailable": spec.disruption_budget.min_available,
-                 "selector": {"matchLabels": selector_labels(owner)}},
+                 "selector": {"matchLabels": selector_labels(owner)},
+                 # /ready fails while Redis is unreachable. With the default policy (IfHealthyBudget) such
+                 # pods still count against minAvailable, so a Redis outage would block every node drain
+                 # and cluster upgrade; they serve nothing anyway, so evicting them costs nothing.
+                 "unhealthyPodEvictionPolicy": "AlwaysAllow"},
     })
 
 
@@ -354,7 +387,7 @@ def service_monitor(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
         "spec": {
             "selector": {"matchLabels": selector_labels(owner)},
             "namespaceSelector": {"matchNames": [owner.namespace]},
-            "endpoints": [{"port": PORT_NAME, "path": contract.METRICS_PATH, "interval": sm.interval,
+            "endpoints": [{"port": METRICS_PORT_NAME, "path": contract.METRICS_PATH, "interval": sm.interval,
                            "scrapeTimeout": sm.scrape_timeout}],
         },
     })

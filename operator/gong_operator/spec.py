@@ -94,12 +94,18 @@ class ResourceList(_Model):
     cpu: str = Field("250m", description="CPU quantity, e.g. `250m` or `1`.", pattern=QUANTITY, max_length=32)
     memory: str = Field("512Mi", description="Memory quantity, e.g. `512Mi` or `2Gi`.", pattern=QUANTITY,
                         max_length=32)
+    ephemeral_storage: str = Field(
+        "128Mi", description="Node disk (the /tmp emptyDir and container logs), e.g. `128Mi`.", pattern=QUANTITY,
+        max_length=32)
 
 
 class ResourceLimits(_Model):
     cpu: str = Field("1", description="CPU quantity, e.g. `500m` or `1`.", pattern=QUANTITY, max_length=32)
     memory: str = Field("2Gi", description="Memory quantity, e.g. `1Gi` or `2Gi`.", pattern=QUANTITY,
                         max_length=32)
+    ephemeral_storage: str = Field(
+        "1Gi", description="Node disk a pod may use (the /tmp emptyDir and container logs) before the kubelet "
+        "evicts it, e.g. `1Gi`.", pattern=QUANTITY, max_length=32)
 
 
 class Resources(_Model):
@@ -111,12 +117,23 @@ class Resources(_Model):
             cel("quantity(self.requests.memory).compareTo(quantity(self.limits.memory)) <= 0",
                 "spec.resources.requests.memory must not exceed spec.resources.limits.memory",
                 field_path=".requests.memory"),
+            cel("quantity(self.requests.ephemeralStorage).compareTo(quantity(self.limits.ephemeralStorage)) <= 0",
+                "spec.resources.requests.ephemeralStorage must not exceed spec.resources.limits.ephemeralStorage",
+                field_path=".requests.ephemeralStorage"),
+            cel("quantity(self.tmpSizeLimit).compareTo(quantity(self.limits.ephemeralStorage)) <= 0",
+                "spec.resources.tmpSizeLimit must not exceed spec.resources.limits.ephemeralStorage (the emptyDir "
+                "counts against it)", field_path=".tmpSizeLimit"),
         )
     )
-    requests: ResourceList = Field(default_factory=_new(ResourceList),
-                                   description="Guaranteed resources per pod (default 250m CPU, 512Mi memory).")
-    limits: ResourceLimits = Field(default_factory=_new(ResourceLimits),
-                                 description="Resource ceiling per pod (default 1 CPU, 2Gi memory).")
+    requests: ResourceList = Field(
+        default_factory=_new(ResourceList),
+        description="Guaranteed resources per pod (default 250m CPU, 512Mi memory, 128Mi ephemeral storage).")
+    limits: ResourceLimits = Field(
+        default_factory=_new(ResourceLimits),
+        description="Resource ceiling per pod (default 1 CPU, 2Gi memory, 1Gi ephemeral storage).")
+    tmp_size_limit: str = Field(
+        "256Mi", description="sizeLimit of the /tmp emptyDir (the root filesystem is read-only); a pod writing "
+        "more is evicted.", pattern=QUANTITY, max_length=32)
 
 
 class ScaleUp(_Model):
@@ -175,8 +192,12 @@ class IngressSpec(_Model):
                                    max_length=253)
     tls_secret_name: str | None = Field(None, description="Secret with the TLS certificate for the host.",
                                         pattern=DNS_SUBDOMAIN, max_length=253)
-    path: str = Field("/", description="Path prefix routed to the service; must start with `/`.", pattern=r"^/\S*$",
-                      max_length=512)
+    path: str | None = Field(
+        None,
+        description="Path prefix routed to the service; must start with `/`. Unset (or `/`, the former default): "
+        "only the webhook path, `/webhooks/gong` (Exact in jwt mode, Prefix in urlKey mode for "
+        "`/webhooks/gong/<key>`), so /metrics, /health and /ready are not published.",
+        pattern=r"^/\S*$", max_length=512)
     rate_limit_rps: int = Field(
         50, ge=1, le=100000,
         description="Requests per second per client IP, written as `nginx.ingress.kubernetes.io/limit-rps`.",

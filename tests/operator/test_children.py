@@ -53,7 +53,7 @@ def test_deployment_follows_the_restricted_pod_security_standard(owner):
     assert c["securityContext"]["allowPrivilegeEscalation"] is False
     assert c["securityContext"]["readOnlyRootFilesystem"] is True
     assert c["securityContext"]["capabilities"] == {"drop": ["ALL"]}
-    assert {"name": "tmp", "emptyDir": {}} in pod["volumes"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in pod["volumes"]
     assert c["ports"][0]["containerPort"] == contract.CONTAINER_PORT
     assert c["livenessProbe"]["httpGet"]["path"] == contract.HEALTH_PATH
     assert c["readinessProbe"]["httpGet"]["path"] == contract.READY_PATH
@@ -71,8 +71,9 @@ def test_resources_and_pod_extras(owner):
         "annotations": {"a": "b"}, "serviceAccountName": "gong-app", "envFromConfigMaps": ["extra"]})
     dep = _kids(spec, owner)["Deployment"]
     pod = dep["spec"]["template"]["spec"]
-    assert pod["containers"][0]["resources"] == {"requests": {"cpu": "100m", "memory": "512Mi"},
-                                                 "limits": {"cpu": "1", "memory": "2Gi"}}
+    assert pod["containers"][0]["resources"] == {
+        "requests": {"cpu": "100m", "memory": "512Mi", "ephemeral-storage": "128Mi"},
+        "limits": {"cpu": "1", "memory": "2Gi", "ephemeral-storage": "1Gi"}}
     assert pod["nodeSelector"] == {"pool": "ingest"} and pod["priorityClassName"] == "high"
     assert pod["tolerations"] == [{"key": "dedicated", "operator": "Equal", "value": "gong", "effect": "NoSchedule"}]
     assert pod["serviceAccountName"] == "gong-app"
@@ -115,7 +116,7 @@ def test_ingress_hpa_netpol_pdb_servicemonitor(owner):
     assert {"type": "Percent", "value": 100, "periodSeconds": 60} in hpa["behavior"]["scaleUp"]["policies"]
     assert hpa["behavior"]["scaleDown"]["policies"] == [{"type": "Percent", "value": 10, "periodSeconds": 60}]
     np = kids["NetworkPolicy"]["spec"]
-    peers = np["ingress"][0]["from"]
+    peers = [peer for rule in np["ingress"] for peer in rule["from"]]
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "ingress-nginx"}}} in peers
     assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in peers
     ports = [p["port"] for rule in np["egress"] for p in rule["ports"]]
@@ -138,3 +139,47 @@ def test_builders_are_deterministic_and_hash_changes_with_spec(owner):
     assert a == b
     assert needs_apply(c, a), "a changed image must be applied"
     assert not needs_apply(a, b)
+
+
+def test_disk_use_is_bounded_and_overridable(owner):
+    # Issue 10 #6: an unbounded /tmp emptyDir and no ephemeral-storage limit let one pod fill a node's disk.
+    pod = _kids(make_spec(), owner)["Deployment"]["spec"]["template"]["spec"]
+    (tmp,) = pod["volumes"]
+    assert tmp == {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}}
+    res = pod["containers"][0]["resources"]
+    assert (res["requests"]["ephemeral-storage"], res["limits"]["ephemeral-storage"]) == ("128Mi", "1Gi")
+    spec = make_spec(resources={"requests": {"ephemeralStorage": "1Gi"}, "limits": {"ephemeralStorage": "4Gi"},
+                                "tmpSizeLimit": "2Gi"})
+    pod = _kids(spec, owner)["Deployment"]["spec"]["template"]["spec"]
+    assert pod["volumes"][0]["emptyDir"] == {"sizeLimit": "2Gi"}
+    res = pod["containers"][0]["resources"]
+    assert (res["requests"]["ephemeral-storage"], res["limits"]["ephemeral-storage"]) == ("1Gi", "4Gi")
+
+
+def test_pdb_lets_unhealthy_pods_be_evicted(owner):
+    # /ready fails while Redis is down; with the default policy such pods count against minAvailable
+    # and block every node drain until Redis is back.
+    pdb = _kids(make_spec(), owner)["PodDisruptionBudget"]["spec"]
+    assert pdb["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
+
+
+def test_no_service_link_variables_reach_the_app(owner):
+    # Kubernetes would inject <SERVICE>_PORT=tcp://... for every Service of the namespace: a Service
+    # named `snowflake` would set SNOWFLAKE_PORT, which the app reads as a setting and refuses.
+    pod = _kids(make_spec(), owner)["Deployment"]["spec"]["template"]["spec"]
+    assert pod["enableServiceLinks"] is False
+
+
+def test_ingress_routes_only_the_webhook_path(owner):
+    # Issue 10 #6: `/` with Prefix also published /metrics, /health and /ready.
+    def paths(**ingress):
+        spec_kw = {"ingress": {"enabled": True, "host": "h.example.com", **ingress.pop("ingress", {})}, **ingress}
+        ing = _kids(make_spec(**spec_kw), owner)["Ingress"]
+        return [(p["path"], p["pathType"]) for p in ing["spec"]["rules"][0]["http"]["paths"]]
+
+    assert paths() == [(contract.WEBHOOK_PATH, "Exact")]
+    # url-key mode: /webhooks/gong/<key> (Prefix matches whole path segments, so not /webhooks/gongX).
+    assert paths(gong={"authMode": "urlKey"}) == [(contract.WEBHOOK_PATH, "Prefix")]
+    # `/` was the old default and is stored in existing objects: it means the default now.
+    assert paths(ingress={"path": "/"}) == [(contract.WEBHOOK_PATH, "Exact")]
+    assert paths(ingress={"path": "/gong"}) == [("/gong", "Prefix")]

@@ -52,8 +52,9 @@ def test_defaults_enums_minimums_and_cel_rules_are_present():
     assert spec["autoscaling"]["properties"]["minReplicas"]["default"] == 3
     assert spec["autoscaling"]["properties"]["maxReplicas"]["minimum"] == 1
     assert spec["autoscaling"]["default"]["targetCpuUtilizationPercentage"] == 70
-    assert spec["resources"]["default"] == {"requests": {"cpu": "250m", "memory": "512Mi"},
-                                            "limits": {"cpu": "1", "memory": "2Gi"}}
+    assert spec["resources"]["default"] == {
+        "requests": {"cpu": "250m", "memory": "512Mi", "ephemeralStorage": "128Mi"},
+        "limits": {"cpu": "1", "memory": "2Gi", "ephemeralStorage": "1Gi"}, "tmpSizeLimit": "256Mi"}
     assert spec["gong"]["properties"]["authMode"]["enum"] == ["jwt", "urlKey"]
     assert spec["gong"]["properties"]["rateLimit"]["exclusiveMinimum"] is True
     assert spec["snowflake"]["properties"]["schema"]["default"] == "GONG_WEBHOOKS"
