@@ -90,7 +90,9 @@ def main(argv: list[str] | None = None) -> int:
     me = identity()
     gate = handlers.PeeringGate(kube, settings, me)
     reconciler = Reconciler(kube, esc=EscSource(deadline=settings.esc_deadline_seconds))
-    controller = handlers.Controller(reconciler, settings, gate.active)
+    controller = handlers.Controller(reconciler, settings, gate.active,
+                                     peering_check=None if settings.standalone
+                                     else (lambda: handlers.peering_problem(kube, settings)))
     registry = kopf.OperatorRegistry()
     handlers.register(registry, controller, settings)
     if settings.metrics_port:

@@ -100,6 +100,44 @@ class PeeringGate:
         return result
 
 
+PEERING_REMEDY = "apply config/peering (kubectl apply -k config/peering) or run with --standalone (one replica only)"
+
+
+def peering_problem(kube: k.Kube, settings: OperatorSettings) -> str | None:
+    """Why Kopf's peering cannot start, or None (also when the API cannot be asked right now).
+
+    With peering on, Kopf pauses every watch until it has seen the peering object, and it looks for
+    the peering CRD only once, at start (resource scanning is off). A missing CRD or object therefore
+    means the operator runs, answers probes and reconciles nothing, without a word in its log."""
+    if settings.standalone:
+        return None
+    kind = CLUSTER_PEERING if settings.clusterwide else NS_PEERING
+    try:
+        if not kube.served(kind):
+            return (f"peering is on but the CustomResourceDefinition {kind.plural}.{kind.group} is not installed, "
+                    f"so this operator reconciles nothing: {PEERING_REMEDY}; Kopf looks for the CRD only at "
+                    "start, so restart the operator after installing it (the liveness probe fails meanwhile)")
+        name = settings.peering_name
+        if settings.clusterwide:
+            try:
+                kube.request("GET", f"{kind.base()}/{kind.plural}/{name}")
+            except k.KubeError as e:
+                if e.status != 404:
+                    raise
+                return (f"peering is on but the {kind.kind} {name} does not exist, so this operator reconciles "
+                        f"nothing: {PEERING_REMEDY} (or pass --peering with the name of an existing one)")
+            return None
+        missing = [ns for ns in settings.namespaces if kube.get(kind, ns, name) is None]
+    except Exception:  # an unreachable or refusing API is no evidence of a missing object
+        log.debug("peering check failed", exc_info=True)
+        return None
+    if missing:
+        return (f"peering is on but the {kind.kind} {name} does not exist in namespace(s) {', '.join(missing)}, so "
+                f"this operator reconciles nothing there: create it (apiVersion kopf.dev/v1, kind {kind.kind}, the "
+                f"CRD is in config/peering) or run with --standalone (one replica only)")
+    return None
+
+
 @dataclass(frozen=True)
 class Health:
     """What the liveness probe reports; alive when ``problems`` is empty."""
@@ -121,14 +159,22 @@ class Health:
 
 
 RESYNC_TASK = "gong-resync"
+PEERING_TASK = "gong-peering-check"
 
 
 class Controller:
     def __init__(self, reconciler: Reconciler, settings: OperatorSettings,
-                 gate: Callable[[str], bool]) -> None:
+                 gate: Callable[[str], bool], *, peering_check: Callable[[], str | None] | None = None,
+                 peering_check_seconds: float = 5.0, peering_report_seconds: float = 60.0) -> None:
         self.reconciler = reconciler
         self.settings = settings
         self.gate = gate
+        # Missing peering CRD/object: checked every few seconds, logged at ERROR at once and then at a
+        # low rate (a log line every check would flood), reported on /healthz and as a metric.
+        self.peering_check = peering_check
+        self.peering_check_seconds = peering_check_seconds
+        self.peering_report_seconds = peering_report_seconds
+        self.peering_problem: str | None = None
         self.queue: WorkQueue[Key] = WorkQueue()
         self.known: dict[Key, int] = {}
         self.sources: dict[Key, set[Key]] = {}
@@ -145,6 +191,10 @@ class Controller:
         for i in range(self.settings.workers):
             self._tasks.append(asyncio.create_task(self._worker(i), name=f"gong-worker-{i}"))
         self._tasks.append(asyncio.create_task(self._resync(), name=RESYNC_TASK))
+        if self.peering_check is not None:
+            self._tasks.append(asyncio.create_task(self._watch_peering(), name=PEERING_TASK))
+        else:
+            metrics.PEERING_READY.set(1)
         for t in self._tasks:
             t.add_done_callback(self._task_ended)
         # Computed when Prometheus scrapes (in prometheus_client's server thread), so the numbers are
@@ -193,7 +243,9 @@ class Controller:
             oldest = max(oldest, age)
             if age > limit:
                 problems.append(f"reconcile of {namespace}/{name} running for {age:.1f}s (limit {limit:g}s)")
-        workers = [t for t in tasks if t.get_name() != RESYNC_TASK]
+        if self.peering_problem:
+            problems.append(self.peering_problem)
+        workers = [t for t in tasks if t.get_name() not in (RESYNC_TASK, PEERING_TASK)]
         return Health(
             problems=tuple(problems),
             workers_alive=sum(not t.done() for t in workers),
@@ -272,6 +324,22 @@ class Controller:
             await asyncio.sleep(self.settings.resync_seconds)
             for key in list(self.known):
                 self.queue.add(key, "resync")
+
+    async def _watch_peering(self) -> None:
+        assert self.peering_check is not None
+        last_logged = -float("inf")
+        while True:
+            problem = await asyncio.to_thread(self.peering_check)
+            now = time.monotonic()
+            if problem:
+                if problem != self.peering_problem or now - last_logged >= self.peering_report_seconds:
+                    log.error("%s", problem)
+                    last_logged = now
+            elif self.peering_problem:
+                log.info("peering is in place now: %s", "the operator can work once Kopf sees it")
+            self.peering_problem = problem
+            metrics.PEERING_READY.set(0 if problem else 1)
+            await asyncio.sleep(self.peering_check_seconds)
 
     async def _worker(self, slot: int) -> None:
         while True:

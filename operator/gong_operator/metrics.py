@@ -40,3 +40,8 @@ WORKERS_ALIVE = Gauge("gong_operator_workers_alive", "Worker loops still running
 OLDEST_RECONCILE = Gauge(
     "gong_operator_oldest_reconcile_seconds", "Age of the oldest reconcile in progress (0 when idle).",
 )
+PEERING_READY = Gauge(
+    "gong_operator_peering_ready",
+    "1 while Kopf's peering CRD and object exist (always with --standalone); 0 while the operator waits for them "
+    "and reconciles nothing (the log says which is missing).",
+)

@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
@@ -124,9 +125,11 @@ class OperatorProcess:
     with any signal and started again (each start logs to a new file and takes a higher priority)."""
 
     def __init__(self, kubeconfig: Path, workdir: Path, resync_seconds: float, *, name: str = "operator",
-                 on_new_log: Callable[[Path], Path] | None = None, extra_args: Sequence[str] = ()) -> None:
+                 on_new_log: Callable[[Path], Path] | None = None, extra_args: Sequence[str] = (),
+                 scope: Sequence[str] = ("--all-namespaces",)) -> None:
         self.kubeconfig = kubeconfig
         self.extra_args = tuple(extra_args)  # appended to the command line, e.g. ("--peering-lifetime", "10")
+        self.scope = tuple(scope)  # or ("--namespace", "a", "--namespace", "b")
         self.workdir = workdir
         self.resync_seconds = resync_seconds
         self.name = name
@@ -138,6 +141,7 @@ class OperatorProcess:
         # until its lifetime ends: unique per process, +1 per start.
         self.priority = int(time.time() * 10) % 1_000_000_000
         self.generation = 0
+        self.started_at = 0.0  # time.monotonic() of the last start
         self.logs: list[Path] = []
 
     @property
@@ -147,7 +151,9 @@ class OperatorProcess:
     def all_logs(self) -> str:
         return "\n".join(p.read_text(errors="replace") for p in self.logs if p.exists())
 
-    def start(self) -> OperatorProcess:
+    def start(self, *, wait_healthy: bool = True) -> OperatorProcess:
+        """Start the process; by default wait until /healthz answers 200 (``wait_healthy=False`` for
+        tests of an operator that must report itself unhealthy)."""
         self.generation += 1
         self.priority += 1
         log = self.workdir / f"{self.name}-{self.generation}.log"
@@ -156,7 +162,7 @@ class OperatorProcess:
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["POD_NAME"] = f"{self.name}-{self.generation}"
         cmd = [
-            str(VENV_BIN / "gong-webhook-operator"), "--all-namespaces",
+            str(VENV_BIN / "gong-webhook-operator"), *self.scope,
             "--peering", "gong-webhook-operator", "--priority", str(self.priority),
             "--metrics-port", str(self.metrics_port),
             "--liveness", f"http://127.0.0.1:{self.health_port}/healthz",
@@ -164,8 +170,20 @@ class OperatorProcess:
         ]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
-        _wait_for(self._healthy, 60, "operator liveness endpoint")
+        self.started_at = time.monotonic()
+        if wait_healthy:
+            _wait_for(self._healthy, 60, "operator liveness endpoint")
         return self
+
+    def healthz(self) -> tuple[int, str]:
+        """(HTTP status, body) of the liveness endpoint; (0, error) while it does not answer."""
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.health_port}/healthz", timeout=5) as r:
+                return int(r.status), r.read().decode()
+        except urllib.error.HTTPError as e:
+            return int(e.code), e.read().decode()
+        except OSError as e:
+            return 0, repr(e)
 
     def _healthy(self) -> bool:
         assert self.proc is not None
