@@ -25,7 +25,7 @@ from prometheus_client import start_http_server
 from gong_operator import handlers
 from gong_operator.executor import WorkerExecutor
 from gong_operator.kube import Kube, load_api_client
-from gong_operator.pulumi_esc import EscSource
+from gong_operator.pulumi_esc import DEFAULT_ALLOWED_HOSTS, EscSource
 from gong_operator.reconcile import Reconciler
 from gong_operator.settings import OperatorSettings
 
@@ -51,6 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="liveness fails while one reconcile has run longer than this (a hung call)")
     p.add_argument("--esc-deadline-seconds", type=float, default=30.0,
                    help="total deadline of one Pulumi ESC read; past it SecretsSynced=False, PulumiEscTimeout")
+    p.add_argument("--esc-allowed-host", action="append", dest="esc_allowed_hosts", default=None, metavar="HOST",
+                   help="host (or host:port) spec.secrets.pulumiEsc.apiUrl may name; the operator sends its ESC token "
+                        "only there (repeatable; default: api.pulumi.com)")
     p.add_argument("--exit-grace-seconds", type=float, default=5.0,
                    help="on SIGTERM, after Kopf has stopped, wait this long for running reconciles, then exit anyway")
     p.add_argument("--log-format", choices=["json", "plain", "full"], default="json",
@@ -68,6 +71,7 @@ def parse_args(argv: list[str] | None) -> OperatorSettings:
         liveness_endpoint=a.liveness or None, metrics_port=a.metrics_port, resync_seconds=a.resync_seconds,
         workers=a.workers, stuck_reconcile_seconds=a.stuck_reconcile_seconds,
         esc_deadline_seconds=a.esc_deadline_seconds, exit_grace_seconds=a.exit_grace_seconds,
+        esc_allowed_hosts=tuple(a.esc_allowed_hosts) if a.esc_allowed_hosts else DEFAULT_ALLOWED_HOSTS,
         log_format=a.log_format, verbose=a.verbose,
     )
 
@@ -89,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     kube = Kube(load_api_client(), field_manager=settings.field_manager, timeout=settings.api_timeout_seconds)
     me = identity()
     gate = handlers.PeeringGate(kube, settings, me)
-    reconciler = Reconciler(kube, esc=EscSource(deadline=settings.esc_deadline_seconds))
+    reconciler = Reconciler(kube, esc=EscSource(deadline=settings.esc_deadline_seconds,
+                                                allowed_hosts=settings.esc_allowed_hosts))
     controller = handlers.Controller(reconciler, settings, gate.active,
                                      peering_check=None if settings.standalone
                                      else (lambda: handlers.peering_problem(kube, settings)))

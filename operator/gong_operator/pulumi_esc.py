@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import ssl
 import threading
 import time
 import urllib.parse
@@ -77,16 +78,46 @@ def parse_duration(text: str) -> float:
     return sum(float(n) * units[u] for n, u in re.findall(r"([0-9]+)(ms|s|m|h)", text))
 
 
+# Where the operator may send ESC access tokens unless the platform team says otherwise.
+DEFAULT_ALLOWED_HOSTS: tuple[str, ...] = ("api.pulumi.com",)
+
+
 class EscSource:
-    """ESC client with a per-environment cache (keyed by everything that selects the values)."""
+    """ESC client with a per-environment cache (keyed by everything that selects the values).
+
+    ``apiUrl`` is chosen by whoever writes the GongWebhook, and the request carries an access token and
+    leaves from the operator's network position: only https URLs on ``allowed_hosts`` (the operator's
+    ``--esc-allowed-host``, entries ``host`` or ``host:port``) are called; anything else is refused
+    before a connection is made. ``verify`` is httpx's TLS verification (the system CA store, which
+    ``SSL_CERT_FILE`` replaces); tests pass their stand-in's CA."""
 
     def __init__(self, *, timeout: float = 10.0, deadline: float = 30.0,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic,
+                 allowed_hosts: tuple[str, ...] = DEFAULT_ALLOWED_HOSTS,
+                 verify: ssl.SSLContext | bool = True) -> None:
         self.timeout = timeout  # connect, and each read or write
         self.deadline = deadline  # the whole open + read
         self.clock = clock
+        self.allowed_hosts = tuple(h.lower() for h in allowed_hosts)
+        self.verify = verify
         self._cache: dict[tuple[str, ...], tuple[float, dict[str, bytes]]] = {}
         self._lock = threading.Lock()
+
+    def refusal(self, api_url: str) -> str | None:
+        """Why the token may not be sent to ``api_url`` (names the host, never the token), or None."""
+        parts = urllib.parse.urlsplit(api_url)
+        if parts.scheme != "https":
+            return "spec.secrets.pulumiEsc.apiUrl must be an https URL (the request carries the access token)"
+        host = (parts.hostname or "").lower()
+        try:
+            port = parts.port
+        except ValueError:
+            return "spec.secrets.pulumiEsc.apiUrl has an invalid port"
+        if host in self.allowed_hosts or (port is not None and f"{host}:{port}" in self.allowed_hosts):
+            return None
+        return (f"spec.secrets.pulumiEsc.apiUrl: host {host} is not one the operator may send its Pulumi ESC token "
+                f"to (allowed: {', '.join(self.allowed_hosts) or 'none'}); the platform team adds hosts with "
+                f"gong-webhook-operator --esc-allowed-host {host}")
 
     def read(self, cfg: s.PulumiEscSpec, token: str, *, max_age: float = 0.0) -> dict[str, bytes]:
         key = (cfg.api_url, cfg.organization, cfg.project, cfg.environment, str(hash(token)))
@@ -118,7 +149,8 @@ class EscSource:
         headers = {"Authorization": f"token {token}", "Accept": "application/vnd.pulumi+8",
                    "Content-Type": "application/json"}
         try:
-            async with httpx.AsyncClient(timeout=self.timeout) as http:
+            # No redirects (httpx's default): a 3xx must not carry the token to a host nobody allowed.
+            async with httpx.AsyncClient(timeout=self.timeout, verify=self.verify, follow_redirects=False) as http:
                 opened = await http.post(f"{base}/open", params={"duration": "2h"}, headers=headers)
                 if opened.status_code != 200:
                     raise EscError(opened.status_code, f"open environment returned HTTP {opened.status_code}")

@@ -27,6 +27,7 @@ ESC_TIMEOUT = "PulumiEscTimeout"  # the ESC read ran past its total deadline
 SOURCE_INVALID = "SourceInvalid"
 SOURCE_NOT_SHARED = "SourceNotShared"
 FORBIDDEN = "Forbidden"
+ESC_URL_NOT_ALLOWED = "PulumiEscUrlNotAllowed"  # not https, or the host is not on --esc-allowed-host
 SOURCE_UNREADABLE = "SourceUnreadable"  # the API server answered the read with an error
 
 # A Secret in another namespace is copied only when its own metadata lists the GongWebhook's
@@ -145,6 +146,9 @@ def write_forbidden(namespace: str, secret_name: str, source: str) -> SyncResult
 def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource) -> SyncResult:
     cfg = spec.secrets.pulumi_esc
     assert cfg is not None
+    refused = esc.refusal(cfg.api_url)
+    if refused:  # checked before the token is even read
+        return SyncResult(False, ESC_URL_NOT_ALLOWED, refused, "pulumiEsc")
     tok_ref = cfg.access_token_secret_ref
     token_secret = _read(get_secret, namespace, tok_ref.name, "pulumiEsc")
     token = decode_secret_data(token_secret or {}).get(tok_ref.key)

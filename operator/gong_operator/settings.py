@@ -5,6 +5,8 @@ from __future__ import annotations
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gong_operator.pulumi_esc import DEFAULT_ALLOWED_HOSTS
+
 
 class OperatorSettings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="GONG_OPERATOR_", frozen=True)
@@ -29,6 +31,8 @@ class OperatorSettings(BaseSettings):
         30.0, gt=0, description="Kubernetes API requests: connect timeout, then the longest silence while reading.")
     esc_deadline_seconds: float = Field(
         30.0, gt=0, description="Total deadline of one Pulumi ESC read (open + read), however the server trickles.")
+    esc_allowed_hosts: tuple[str, ...] = Field(
+        DEFAULT_ALLOWED_HOSTS, description="Hosts (or host:port) the operator may send Pulumi ESC access tokens to.")
     exit_grace_seconds: float = Field(
         5.0, ge=0, description="After Kopf stops (SIGTERM): how long to wait for running reconciles before exiting.")
     stuck_reconcile_seconds: float = Field(

@@ -320,8 +320,12 @@ class PulumiEscSpec(_Model):
     environment: str = Field(..., description="ESC environment name.", pattern=r"^[A-Za-z0-9][-_.A-Za-z0-9]*$",
                              max_length=100)
     access_token_secret_ref: SecretKeyRef = Field(..., description="Secret holding the Pulumi access token.")
-    api_url: str = Field("https://api.pulumi.com", description="Pulumi Cloud API URL.",
-                         pattern=r"^https?://\S+$", max_length=2048)
+    api_url: str = Field(
+        "https://api.pulumi.com",
+        description="Pulumi Cloud API URL (https only). The operator sends the access token there, so its host must "
+        "also be on the operator's allowlist (`--esc-allowed-host`, default api.pulumi.com); otherwise "
+        "SecretsSynced=False, reason PulumiEscUrlNotAllowed.",
+        pattern=r"^https://[^\s/]+(/\S*)?$", max_length=2048)
 
 
 class SecretsSpec(_Model):

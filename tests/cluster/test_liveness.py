@@ -34,6 +34,7 @@ import pytest
 from tests import secret_scan
 from tests.cluster.conftest import apply_yaml, condition, gongwebhook, kube_json, wait_for
 from tests.operator.esc_standin import TricklingServer
+from tests.operator.esc_standin import ca_file as esc_ca_file
 from tests.support.operator_process import free_port
 
 pytestmark = pytest.mark.cluster
@@ -94,8 +95,10 @@ class Operator:
         self.log = secret_scan.register_log(log, "operator")
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
         env["KUBECONFIG"] = str(kubeconfig)
+        env["SSL_CERT_FILE"] = str(esc_ca_file())  # the trickling ESC stand-in speaks https
         cmd = [str(OPERATOR), "--namespace", namespace, "--standalone", "--metrics-port", str(self.metrics_port),
-               "--liveness", f"http://127.0.0.1:{self.health_port}/healthz", "--log-format", "json", *args]
+               "--liveness", f"http://127.0.0.1:{self.health_port}/healthz", "--log-format", "json",
+               "--esc-allowed-host", "127.0.0.1", *args]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
 

@@ -160,6 +160,14 @@ INVALID: list[tuple[str, dict[str, Any], str]] = [
     ("network policy namespace", {"networkPolicy": {"ingressNamespaces": ["Bad_NS"]}},
      "spec.networkPolicy.ingressNamespaces"),
     ("log level enum", {"logLevel": "LOUD"}, "spec.logLevel"),
+    ("esc api https", {"secrets": {"pulumiEsc": {"organization": "acme", "environment": "prod",
+                                                 "accessTokenSecretRef": {"name": "t"},
+                                                 "apiUrl": "http://api.pulumi.com"}}},
+     "spec.secrets.pulumiEsc.apiUrl"),
+    ("jwt without a public url", {"gong": {"authMode": "jwt"}}, "spec.gong.publicUrl"),
+    ("ephemeral storage above its limit", {"resources": {"requests": {"ephemeralStorage": "2Gi"}}},
+     "spec.resources.requests.ephemeralStorage"),
+    ("tmp size above the storage limit", {"resources": {"tmpSizeLimit": "4Gi"}}, "spec.resources.tmpSizeLimit"),
 ]
 
 

@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from gong_operator import spec as s
-from gong_operator.pulumi_esc import EscDeadlineExceeded, EscError, EscSource, to_credentials, unwrap
-from tests.operator.esc_standin import EscState, TricklingServer, serve
+from gong_operator.pulumi_esc import EscDeadlineExceeded, EscError, to_credentials, unwrap
+from tests.operator.esc_standin import EscState, TricklingServer, serve, standin_source
 
 TOKEN = "pul-test-token"
 ENV_PROPS = {
@@ -41,7 +41,7 @@ def _cfg(url: str, env: str = "prod") -> s.PulumiEscSpec:
 
 def test_open_then_read(esc_server):
     url, state = esc_server
-    values = EscSource().read(_cfg(url), TOKEN)
+    values = standin_source().read(_cfg(url), TOKEN)
     assert values["GONG_API_SECRET"] == b"s-1"
     assert set(values) == {"GONG_API_KEY", "GONG_API_SECRET", "SNOWFLAKE_ACCOUNT", "SNOWFLAKE_USER",
                            "GONG_WEBHOOK_PUBLIC_KEYS"}
@@ -52,7 +52,7 @@ def test_open_then_read(esc_server):
 def test_cache_respects_max_age(esc_server):
     url, state = esc_server
     now = [100.0]
-    src = EscSource(clock=lambda: now[0])
+    src = standin_source(clock=lambda: now[0])
     src.read(_cfg(url), TOKEN, max_age=300)
     src.read(_cfg(url), TOKEN, max_age=300)
     assert len(state.requests) == 2  # second read served from cache
@@ -65,20 +65,20 @@ def test_cache_respects_max_age(esc_server):
 def test_errors_carry_status_but_no_token(esc_server):
     url, state = esc_server
     with pytest.raises(EscError) as e:
-        EscSource().read(_cfg(url), "wrong-token")
+        standin_source().read(_cfg(url), "wrong-token")
     assert e.value.status == 401 and "wrong-token" not in str(e.value)
     with pytest.raises(EscError) as e:
-        EscSource().read(_cfg(url, env="missing"), TOKEN)
+        standin_source().read(_cfg(url, env="missing"), TOKEN)
     assert e.value.status == 404
     state.fail_open = 500
     with pytest.raises(EscError) as e:
-        EscSource().read(_cfg(url), TOKEN)
+        standin_source().read(_cfg(url), TOKEN)
     assert e.value.status == 500
 
 
 def test_unreachable_api():
     with pytest.raises(EscError) as e:
-        EscSource(timeout=1).read(_cfg("http://127.0.0.1:9"), TOKEN)
+        standin_source(timeout=1).read(_cfg("https://127.0.0.1:9"), TOKEN)
     assert e.value.status == 0 and "cannot reach" in e.value.safe_message
 
 
@@ -97,7 +97,7 @@ def test_a_trickling_server_fails_the_read_at_the_total_deadline(stage):
 
     def read() -> None:
         try:
-            outcome.append(EscSource(timeout=1.0, deadline=deadline).read(_cfg(server.url), TOKEN))
+            outcome.append(standin_source(timeout=1.0, deadline=deadline).read(_cfg(server.url), TOKEN))
         except BaseException as e:  # handed to the test thread, which asserts on it
             outcome.append(e)
 

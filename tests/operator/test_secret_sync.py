@@ -8,6 +8,7 @@ from gong_operator.secret_sync import (
     ACCESS_TOKEN_MISSING,
     ESC_ERROR,
     ESC_TIMEOUT,
+    ESC_URL_NOT_ALLOWED,
     KEYS_MISSING,
     SOURCE_INVALID,
     SOURCE_MISSING,
@@ -15,7 +16,7 @@ from gong_operator.secret_sync import (
     sync,
 )
 from tests.operator.conftest import make_spec
-from tests.operator.esc_standin import TricklingServer
+from tests.operator.esc_standin import TricklingServer, standin_source
 
 FULL = {"GONG_API_KEY": "k", "GONG_API_SECRET": "topsecret", "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
         "GONG_WEBHOOK_PUBLIC_KEYS": "pk", "UNRELATED": "x"}
@@ -105,8 +106,45 @@ def test_esc_past_its_deadline_is_its_own_reason_without_the_token():
     with TricklingServer(interval=0.2) as server:
         spec = make_spec(secrets={"pulumiEsc": {**ESC_SPEC["pulumiEsc"], "apiUrl": server.url}})
         r = sync(spec, "team", getter({("team", "pulumi"): _secret({"token": "pul-deadline-token"})}),
-                 EscSource(timeout=1.0, deadline=1.0))
+                 standin_source(timeout=1.0, deadline=1.0))
     assert not r.ok and r.reason == ESC_TIMEOUT and r.summary == "PulumiEscTimeout"
     assert r.message == ("Pulumi ESC environment acme/default/prod: "
                          "Pulumi ESC API did not answer within the 1s deadline")
     assert "pul-deadline-token" not in repr(r)
+
+
+def test_esc_api_url_must_be_https():
+    # Issue 10 #6: the operator sends its ESC token to apiUrl, which the GongWebhook's author chooses.
+    import pytest
+    from pydantic import ValidationError
+
+    with pytest.raises(ValidationError, match=r"apiUrl|api_url"):
+        make_spec(secrets={"pulumiEsc": {**ESC_SPEC["pulumiEsc"], "apiUrl": "http://api.pulumi.com"}})
+
+
+def test_esc_host_outside_the_operators_allowlist_gets_no_token():
+    from tests.operator.esc_standin import EscState, serve, standin_source
+
+    state = EscState(token="pul-allow-token", org="acme", project="default", env="prod", properties={})
+    with serve(state) as url:
+        spec = make_spec(secrets={"pulumiEsc": {**ESC_SPEC["pulumiEsc"], "apiUrl": url}})
+        store = getter({("team", "pulumi"): _secret({"token": "pul-allow-token"})})
+        r = sync(spec, "team", store, standin_source(allowed_hosts=("api.pulumi.com",)))
+        assert not r.ok and r.reason == ESC_URL_NOT_ALLOWED
+        assert r.message == ("spec.secrets.pulumiEsc.apiUrl: host 127.0.0.1 is not one the operator may send its "
+                             "Pulumi ESC token to (allowed: api.pulumi.com); the platform team adds hosts with "
+                             "gong-webhook-operator --esc-allowed-host 127.0.0.1")
+        assert state.requests == [], "nothing may be sent to a host that is not allowed"
+        # The default allowlist is Pulumi Cloud only.
+        assert EscSource().allowed_hosts == ("api.pulumi.com",)
+        r = sync(spec, "team", store, standin_source(allowed_hosts=("api.pulumi.com", "127.0.0.1")))
+        assert r.reason != ESC_URL_NOT_ALLOWED and state.requests
+
+
+def test_a_stored_http_esc_url_is_refused_at_run_time():
+    # Objects stored before the schema said https only are not re-validated by the API server.
+    spec = make_spec(secrets=ESC_SPEC)
+    cfg = spec.secrets.pulumi_esc
+    assert cfg is not None
+    old = cfg.model_construct(**{**dict(cfg), "api_url": "http://api.pulumi.com"})
+    assert EscSource().refusal(old.api_url) is not None and "https" in (EscSource().refusal(old.api_url) or "")

@@ -30,6 +30,8 @@ from typing import Any, Protocol
 
 import yaml
 
+from tests.operator.esc_standin import ca_file as esc_ca_file
+
 SA_NAMESPACE = "gong-system"
 SA_NAME = "gong-webhook-operator"
 SA_USER = f"system:serviceaccount:{SA_NAMESPACE}:{SA_NAME}"
@@ -161,12 +163,16 @@ class OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["POD_NAME"] = f"{self.name}-{self.generation}"
+        # The tests' Pulumi ESC stand-in (tests/operator/esc_standin.py) is https on 127.0.0.1 with its own
+        # certificate; the operator calls ESC only over https and only on allowed hosts.
+        env["SSL_CERT_FILE"] = str(esc_ca_file())
         cmd = [
             str(VENV_BIN / "gong-webhook-operator"), *self.scope,
             "--peering", "gong-webhook-operator", "--priority", str(self.priority),
             "--metrics-port", str(self.metrics_port),
             "--liveness", f"http://127.0.0.1:{self.health_port}/healthz",
-            "--resync-seconds", str(self.resync_seconds), "--log-format", "json", *self.extra_args,
+            "--resync-seconds", str(self.resync_seconds), "--log-format", "json",
+            "--esc-allowed-host", "api.pulumi.com", "--esc-allowed-host", "127.0.0.1", *self.extra_args,
         ]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
