@@ -8,9 +8,15 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
+# Dependencies first, against empty package stubs, so that a source change rebuilds only the
+# project's own wheel and the dependency layers below stay cached.
+RUN mkdir -p operator/gong_operator webhook_app \
+    && touch operator/gong_operator/__init__.py webhook_app/__init__.py \
+    && pip wheel --no-cache-dir --wheel-dir /wheels/deps --constraint requirements.lock . \
+    && rm -f /wheels/deps/gong_webhook_operator-*.whl && rm -rf operator webhook_app
 COPY operator ./operator
 COPY webhook_app ./webhook_app
-RUN pip wheel --no-cache-dir --wheel-dir /wheels --constraint requirements.lock .
+RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels/project .
 
 # --- runtime: no compilers, no pip cache, non-root, read-only root filesystem friendly
 FROM ${PYTHON_IMAGE}
@@ -30,11 +36,15 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PATH=/opt/venv/bin:$PATH
 RUN groupadd --gid 1000 app \
     && useradd --uid 1000 --gid 1000 --no-create-home --home-dir /tmp --shell /usr/sbin/nologin app
-COPY --from=build /wheels /wheels
 # Byte-compile at build time so a read-only filesystem costs nothing at start.
+COPY --from=build /wheels/deps /wheels/deps
 RUN python -m venv /opt/venv \
-    && /opt/venv/bin/pip install --no-cache-dir --no-index --find-links=/wheels /wheels/*.whl \
+    && /opt/venv/bin/pip install --no-cache-dir --no-index /wheels/deps/*.whl \
     && /opt/venv/bin/python -m compileall -q /opt/venv \
+    && rm -rf /wheels
+COPY --from=build /wheels/project /wheels/project
+RUN /opt/venv/bin/pip install --no-cache-dir --no-index --no-deps /wheels/project/*.whl \
+    && /opt/venv/bin/python -m compileall -q /opt/venv/lib \
     && rm -rf /wheels
 USER 1000:1000
 EXPOSE 8080

@@ -1,0 +1,3 @@
+module github.com/gong-webhook-operator/hack/pause
+
+go 1.26.0
