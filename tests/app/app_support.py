@@ -42,10 +42,10 @@ def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
-def wait_port(port: int, timeout: float = 20.0) -> None:
+def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
     def up() -> bool:
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            with socket.create_connection((host, port), timeout=0.5):
                 return True
         except OSError:
             return False
@@ -88,18 +88,21 @@ class RedisServer:
 
 
 class FakesnowServer:
-    def __init__(self, workdir: Path) -> None:
+    """``host``: the address to listen on (the real node's pods reach the host at its bridge address)."""
+
+    def __init__(self, workdir: Path, host: str = "127.0.0.1") -> None:
         self.port = free_port()
+        self.host = host
         self.log = open(workdir / "fakesnow.log", "wb")
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "fakesnow"), "-s", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT,
-            cwd=workdir,
+            [str(VENV_BIN / "fakesnow"), "-s", "-p", str(self.port), "--host", host], stdout=self.log,
+            stderr=subprocess.STDOUT, cwd=workdir,
         )
-        wait_port(self.port, 60)
+        wait_port(self.port, 60, host)
 
     def connect(self, database: str = "SOPHIA_AI", schema: str | None = None) -> Any:
         return snowflake.connector.connect(
-            host="localhost", port=self.port, protocol="http", account="test", user="test", password="test",
+            host=self.host, port=self.port, protocol="http", account="test", user="test", password="test",
             database=database, schema=schema,
         )
 
