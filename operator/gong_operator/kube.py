@@ -150,14 +150,14 @@ class Kube:
             raise
         return out
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Server-side apply with the operator's field manager, forcing conflicts."""
+    def apply(self, manifest: dict[str, Any], *, field_manager: str | None = None) -> dict[str, Any]:
+        """Server-side apply with the operator's field manager (or another one), forcing conflicts."""
         kind = KINDS[manifest["kind"]]
         meta = manifest["metadata"]
         out: dict[str, Any] = self.request(
             "PATCH",
             kind.path(meta["namespace"], meta["name"]),
-            query={"fieldManager": self.field_manager, "force": "true"},
+            query={"fieldManager": field_manager or self.field_manager, "force": "true"},
             body=manifest,
             content_type=APPLY,
             resource=kind.plural,

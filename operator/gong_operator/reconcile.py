@@ -28,6 +28,8 @@ from gong_operator.secret_sync import SECRETS_WRITER_BINDING, SYNCED, SyncResult
 log = logging.getLogger("gong_operator.reconcile")
 
 GW = k.Kind(s.API_VERSION, s.KIND, s.PLURAL)
+# Holds a Deployment's spec.replicas from the moment the operator stops applying it (autoscaling on).
+REPLICAS_HANDOVER_MANAGER = f"{ch.MANAGER}-replicas-handover"
 
 
 @dataclass
@@ -218,6 +220,8 @@ class Reconciler:
             raise ChildConflict(f"{kind.kind} {name} exists and is not controlled by this GongWebhook")
         if not needs_apply(manifest, live):
             return live
+        if manifest["kind"] == "Deployment" and live is not None and "replicas" not in manifest["spec"]:
+            self._hand_replicas_over(live)
         result: dict[str, Any] = self.kube.apply(manifest)
         action = "Created" if live is None else "Updated"
         out.applied.append(f"{kind.kind}/{name}")
@@ -242,6 +246,30 @@ class Reconciler:
                 out.deleted.append(f"{kind_name}/{owner.name}")
                 metrics.CHILDREN_APPLIED.labels(kind=kind_name, action="deleted").inc()
                 self.events.post(body, "Normal", "Deleted", f"Deleted {kind_name} {owner.name} (switched off in spec)")
+
+    def _hand_replicas_over(self, live: dict[str, Any]) -> None:
+        """Before the first apply without ``spec.replicas`` (autoscaling switched on), give the field to
+        another field manager at its current value.
+
+        Server-side apply removes a field its only manager stops sending; for ``replicas`` the API server
+        then defaults it to 1, and the ReplicaSet controller can scale the pods down to one before this
+        reconcile raises it to ``minReplicas`` (seen on the real control plane: 5 -> 1 -> 3). With a
+        second manager holding the field it stays where it is; the HPA takes it over through the scale
+        subresource from there. The value is never lowered: at least the current count (the HPA's
+        minimum is applied afterwards, by ``_scale_up_to_minimum``)."""
+        manager = self.kube.field_manager
+        owned = any(m.get("manager") == manager and m.get("operation") == "Apply"
+                    and "f:replicas" in ((m.get("fieldsV1") or {}).get("f:spec") or {})
+                    for m in live["metadata"].get("managedFields") or [])
+        if not owned:
+            return
+        meta = live["metadata"]
+        current = int((live.get("spec") or {}).get("replicas", 1))
+        self.kube.apply({"apiVersion": "apps/v1", "kind": "Deployment",
+                         "metadata": {"name": meta["name"], "namespace": meta["namespace"]},
+                         "spec": {"replicas": current}}, field_manager=REPLICAS_HANDOVER_MANAGER)
+        log.info("Deployment %s/%s: replicas (%d) handed over for autoscaling", meta["namespace"], meta["name"],
+                 current)
 
     def _scale_up_to_minimum(self, spec: s.GongWebhookSpec, owner: ch.Owner,
                              dep: dict[str, Any] | None) -> dict[str, Any] | None:

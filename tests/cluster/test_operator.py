@@ -267,6 +267,42 @@ def test_noop_resync_writes_nothing_and_drift_is_undone(cluster, operator, names
     wait_ready(cluster, namespace, "drift")
 
 
+def _watch_replicas(cluster: Any, namespace: str, name: str) -> subprocess.Popen[str]:
+    """Every version of the Deployment the API server stores, as `generation replicas` lines."""
+    return subprocess.Popen(
+        [str(cluster.bin_dir / "kubectl"), "get", "deployment", name, "-n", namespace, "--watch",
+         "-o", "jsonpath={.metadata.generation} {.spec.replicas}{\"\\n\"}"],
+        env=cluster.env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+
+
+def test_switching_to_autoscaling_never_drops_below_the_old_replica_count(cluster, operator, namespace):
+    """Issue 10 #6: the operator stopped sending spec.replicas in the apply that switched on autoscaling;
+    server-side apply then removed the field, the API server defaulted it to 1, and the ReplicaSet
+    could scale 5 pods down to 1 before the operator raised it to minReplicas."""
+    spec = {"autoscaling": {"enabled": False}, "replicas": 5, "disruptionBudget": {"minAvailable": 1}}
+    apply_yaml(cluster, namespace, [source_secret(), gongwebhook("switch", **spec)])
+    wait_ready(cluster, namespace, "switch")
+    watch = _watch_replicas(cluster, namespace, "switch")
+    try:
+        time.sleep(1)  # the watch's first line is the current object
+        cluster.kubectl("patch", "-n", namespace, "gw/switch", "--type=merge", "-p", json.dumps({"spec": {
+            "replicas": None, "autoscaling": {"enabled": True, "minReplicas": 3, "maxReplicas": 10}}}))
+        wait_for(lambda: _get(cluster, namespace, "hpa", "switch"), 30, what="HPA created")
+        time.sleep(RESYNC_SECONDS + 2)  # one more resync: the field stays where it is
+    finally:
+        watch.terminate()
+        out, _ = watch.communicate(timeout=10)
+    seen = [int(line.split()[1]) for line in out.splitlines() if len(line.split()) == 2]
+    assert seen and seen[0] == 5, out
+    assert min(seen) >= 5, f"Deployment spec.replicas went below the old count of 5: {seen}"
+    dep = _get(cluster, namespace, "deployment", "switch")
+    assert dep["spec"]["replicas"] == 5
+    applied = [m for m in dep["metadata"]["managedFields"]
+               if m["manager"] == "gong-webhook-operator" and m["operation"] == "Apply"]
+    assert all("f:replicas" not in json.dumps(m["fieldsV1"]) for m in applied), "the HPA owns replicas now"
+    wait_ready(cluster, namespace, "switch")
+
+
 # ---------------------------------------------------------------------------------------- 4
 
 

@@ -19,6 +19,8 @@ SPEC = {"secrets": {"sourceRef": {"name": "src"}}, "gong": {"publicUrl": "https:
 class FakeKube:
     """Stores objects; records every write like the real client counts them."""
 
+    field_manager = "gong-webhook-operator"
+
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []
@@ -28,7 +30,7 @@ class FakeKube:
         obj = self.objects.get((kind.kind, ns, name))
         return copy.deepcopy(obj) if obj else None
 
-    def apply(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def apply(self, manifest: dict[str, Any], *, field_manager: str | None = None) -> dict[str, Any]:
         meta = manifest["metadata"]
         self.writes.append(("APPLY", manifest["kind"], meta["name"]))
         key = (manifest["kind"], meta["namespace"], meta["name"])
