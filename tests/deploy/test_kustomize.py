@@ -78,3 +78,38 @@ def test_without_monitoring_variant_applies_where_prometheus_operator_is_absent(
     proc = cluster.kubectl("apply", "--dry-run=server", "-f", "-", input=rendered, check=False)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.count("(server dry run)") == len(docs)
+
+
+OPERATOR_POD = {"app.kubernetes.io/name": "gong-webhook-operator", "app.kubernetes.io/component": "operator"}
+
+
+@pytest.mark.parametrize("variant", ["default", "without-monitoring"])
+def test_the_operators_own_pod_has_a_network_policy_and_a_disruption_budget(cluster: Cluster, variant: str) -> None:
+    """Issue 10 #6: the most privileged pod (reads every Secret) had open egress, its metrics and health
+    ports open cluster-wide, and nothing kept one replica up during a drain."""
+    rendered = cluster.kubectl("kustomize", str(ROOT / "config" / variant)).stdout
+    docs = [d for d in yaml.safe_load_all(rendered) if d]
+    dep = next(d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "gong-webhook-operator")
+    assert dep["spec"]["template"]["metadata"]["labels"] == OPERATOR_POD
+    ports = {p["name"]: p["containerPort"] for p in dep["spec"]["template"]["spec"]["containers"][0]["ports"]}
+
+    (np,) = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    spec = np["spec"]
+    assert np["metadata"]["namespace"] == "gong-system"
+    assert spec["podSelector"] == {"matchLabels": OPERATOR_POD}
+    assert spec["policyTypes"] == ["Ingress", "Egress"]
+    # In: only metrics, only from the monitoring namespace. Health needs no rule: kubelet probes come
+    # from the node and are not subject to NetworkPolicy.
+    (rule,) = spec["ingress"]
+    assert rule == {"from": [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}}],
+                    "ports": [{"protocol": "TCP", "port": "metrics"}]}
+    assert ports["metrics"] == 8080 and "health" in ports
+    # Out: DNS, and HTTPS to the API server (443 via the kubernetes Service, 6443 on most endpoints) and
+    # Pulumi ESC. Nothing else (no Redis, no Snowflake: the operator never talks to them).
+    out = sorted((p["protocol"], p["port"]) for r in spec["egress"] for p in r["ports"])
+    assert out == [("TCP", 53), ("TCP", 443), ("TCP", 6443), ("UDP", 53)]
+
+    (pdb,) = [d for d in docs if d["kind"] == "PodDisruptionBudget"]
+    assert pdb["spec"]["selector"] == {"matchLabels": OPERATOR_POD}
+    assert pdb["spec"]["minAvailable"] == 1 and dep["spec"]["replicas"] == 2
+    assert pdb["spec"]["unhealthyPodEvictionPolicy"] == "AlwaysAllow"
