@@ -454,7 +454,7 @@ def test_servicemonitor_waits_for_its_crd(cluster, operator, namespace):
         sm = wait_for(lambda: _get(cluster, namespace, "servicemonitor", "mon"), 3 * RESYNC_SECONDS + 10,
                       what="ServiceMonitor created after the CRD appeared")
         assert owner_uid(sm) == _gw(cluster, namespace, "mon")["metadata"]["uid"]
-        assert sm["spec"]["endpoints"][0]["port"] == "http"
+        assert sm["spec"]["endpoints"][0]["port"] == "metrics"  # the metrics-only port (NetworkPolicy split)
         wait_for(lambda: condition(_gw(cluster, namespace, "mon"), "MonitoringConfigured")["status"] == "True",
                  30, what="MonitoringConfigured=True")
         assert operator.proc is not None and operator.proc.poll() is None

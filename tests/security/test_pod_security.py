@@ -98,6 +98,8 @@ def test_app_pod_hardening_beyond_the_standard(restricted):
     (container,) = spec["containers"]
     sc = container["securityContext"]
     assert sc["readOnlyRootFilesystem"] is True and sc["runAsUser"] == 1000 and sc["runAsNonRoot"] is True
-    assert {"name": "tmp", "emptyDir": {}} in spec["volumes"]
+    assert {"name": "tmp", "emptyDir": {"sizeLimit": "256Mi"}} in spec["volumes"]  # bounded node disk
+    assert container["resources"]["limits"]["ephemeral-storage"] == "1Gi"
+    assert spec["enableServiceLinks"] is False
     op = _operator_template()["spec"]
     assert op["containers"][0]["securityContext"]["readOnlyRootFilesystem"] is True
