@@ -141,6 +141,7 @@ TABLE: list[tuple[str, str, str]] = [
     ("e2e.p99_ms", "e2e: accept → row visible p99 ms", ""),
     ("e2e.lost", "e2e: lost events", "0"),
     ("e2e.duplicated", "e2e: duplicated rows", "0"),
+    ("e2e.data_errors", "e2e: statements Snowflake refused", "0"),
     ("loader.row_by_row_rps", "loader: row-by-row INSERT rows/s", ""),
     ("loader.merge_rps", "loader: batched MERGE rows/s (batch 500)", ""),
     ("loader.ratio", "loader: MERGE / row-by-row", "≥ 20"),

@@ -289,6 +289,13 @@ def start_app(env: dict[str, str]) -> None:
     # Only the listen address differs from the pod: port 8080 may be taken on a workstation.
     app_env.update({"HOST": "127.0.0.1", "PORT": str(APP_PORT), "LOADER_METRICS_PORT": "0",
                     "LOADER_BLOCK_MS": "300"})
+    # The admin's step: the loader runs no DDL. (The demo's stand-in has one role; in production this
+    # runs with a role that may create tables, see docs/runbook.md "Snowflake roles and grants".)
+    migrate = subprocess.run([str(VENV_BIN / "gong-webhook-loader"), "migrate"], env=app_env,
+                             capture_output=True, text=True, timeout=120)
+    if migrate.returncode != 0:
+        die(f"gong-webhook-loader migrate failed: {migrate.stderr.strip()[-500:]}")
+    info("Snowflake schema ready (gong-webhook-loader migrate)")
     spawn("app", [str(VENV_BIN / "gong-webhook-app")], env=app_env)
     deadline = time.monotonic() + 60
     while http_get(f"http://127.0.0.1:{APP_PORT}/ready")[0] != 200:

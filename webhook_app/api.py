@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from webhook_app import contract, metrics_server, stream_stats
+from webhook_app import contract, metrics_server, stream_stats, streams
 from webhook_app.enqueue import Enqueuer, Event
 from webhook_app.jwt_verify import JwtVerifier, VerificationError, verify_url_key
 from webhook_app.logging_setup import request_id_var
@@ -205,6 +205,17 @@ def _webhook_asgi(state: AppState) -> ASGIApp:
     return webhook
 
 
+async def _missing_tables(state: AppState) -> list[str]:
+    """Tables a loader of this stream last reported missing (any process: in-process or standalone)."""
+    try:
+        raw = await state.redis.get(streams.snowflake_status_key(state.settings.redis_stream))
+        doc = orjson.loads(raw) if raw else {}
+    except (RedisError, OSError, orjson.JSONDecodeError):
+        return []
+    missing = doc.get("missing_tables") if isinstance(doc, dict) else None
+    return [str(t) for t in missing] if isinstance(missing, list) else []
+
+
 def create_app(
     settings: AppSettings,
     metrics: Metrics | None = None,
@@ -279,8 +290,14 @@ def create_app(
         except (RedisError, OSError):
             redis_ok = False
         ok = keys_loaded and redis_ok
-        return _json(200 if ok else 503, {"status": "ready" if ok else "not_ready", "redis": redis_ok,
-                                          "keys_loaded": keys_loaded})
+        body: dict[str, Any] = {"status": "ready" if ok else "not_ready", "redis": redis_ok,
+                                "keys_loaded": keys_loaded}
+        if redis_ok:
+            # A detail, not a reason to be unready: ingest still queues durably in Redis while
+            # tables are missing, and taking every pod out of the Service would turn a warehouse
+            # problem into webhooks Gong gives up on (and block node drains).
+            body["snowflake_missing_tables"] = await _missing_tables(state)
+        return _json(200 if ok else 503, body)
 
     @app.get(contract.METRICS_PATH)
     async def metrics_endpoint() -> Response:
@@ -300,25 +317,36 @@ def create_app(
     return app
 
 
+def _refused(state: AppState, exc: VerificationError) -> Response:
+    state.metrics.verification_failures.labels(reason=exc.reason).inc()
+    log.info("webhook refused", extra={"reason": exc.reason})
+    return _json(401, {"error": "unauthorized", "reason": exc.reason})
+
+
 async def _ingest(state: AppState, request: Request) -> Response:
     settings, metrics = state.settings, state.metrics
+    # Authentication comes first, from the headers alone: an unauthenticated caller gets its 401
+    # before a byte of its body is read or hashed, and learns nothing about how the body would have
+    # been treated. Only the body hash needs the body, and it is checked right after reading.
+    claims: dict[str, Any] | None = None
+    try:
+        if state.verifier is not None:
+            claims = state.verifier.verify_token(request.headers.get("authorization"))
+        else:
+            verify_url_key(request.path_params.get("key", ""), state.url_keys)
+    except VerificationError as exc:
+        return _refused(state, exc)
     try:
         body = await read_body(request, settings.max_body_bytes)
     except BodyTooLarge:
         return _error(413, "body_too_large")
     except ClientDisconnect:
         return _error(400, "client_disconnected")
-
-    # Authentication comes before any look at the body, so unauthenticated callers learn nothing.
-    try:
-        if state.verifier is not None:
-            state.verifier.verify(request.headers.get("authorization"), body)
-        else:
-            verify_url_key(request.path_params.get("key", ""), state.url_keys)
-    except VerificationError as exc:
-        metrics.verification_failures.labels(reason=exc.reason).inc()
-        log.info("webhook refused", extra={"reason": exc.reason})
-        return _json(401, {"error": "unauthorized", "reason": exc.reason})
+    if claims is not None:
+        try:
+            JwtVerifier.verify_body(claims, body)
+        except VerificationError as exc:
+            return _refused(state, exc)
 
     try:
         doc = orjson.loads(body)

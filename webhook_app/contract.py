@@ -118,7 +118,8 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     SNOWFLAKE_ROLE: "Snowflake role for the loader's session (optional).",
     SNOWFLAKE_WAREHOUSE: "Snowflake warehouse.",
     SNOWFLAKE_DATABASE: "Snowflake database (plain identifier).",
-    SNOWFLAKE_SCHEMA: "Snowflake schema (plain identifier); the loader creates its tables here if missing.",
+    SNOWFLAKE_SCHEMA: "Snowflake schema (plain identifier) of the tables; `gong-webhook-loader migrate` creates "
+                      "them, the loader only checks they exist.",
     SNOWFLAKE_HOST: "Snowflake host override (PrivateLink, or a local test server); default: derived from the account.",
     SNOWFLAKE_PORT: "Snowflake port override.",
     SNOWFLAKE_PROTOCOL: "`https` (default) or `http` (local test servers only).",
@@ -131,12 +132,15 @@ DESCRIPTIONS: Final[dict[str, str]] = {
     LOADER_BATCH_SIZE: "Events per Snowflake MERGE.",
     LOADER_BLOCK_MS: "How long one XREADGROUP waits for new events.",
     LOADER_MAX_DELIVERIES: "Deliveries of one event before it is moved to the dead-letter stream.",
-    LOADER_CLAIM_IDLE_MS: "Pending events idle this long (a crashed loader's) are claimed by a live loader.",
+    LOADER_CLAIM_IDLE_MS: "Pending events idle this long (a crashed loader's) are claimed by a live loader. Default "
+                          "3 x SNOWFLAKE_TIMEOUT_SECONDS; must exceed 2 x it (a dead loader's MERGE may still be "
+                          "queued and running that long). A live loader keeps its batch claimed while it loads.",
     LOADER_METRICS_PORT: "Metrics port of a standalone `gong-webhook-loader` (0: off).",
     METRICS_PORT: "A second listener serving only `/metrics` (0: off; `/metrics` stays on PORT too). The "
                   "operator sets 9090 so its NetworkPolicy can admit the monitoring namespaces to metrics alone.",
     GONG_ENRICHMENT_BATCH_SIZE: "Call ids per Gong API request during enrichment.",
-    SNOWFLAKE_TIMEOUT_SECONDS: "Login and network timeout of Snowflake calls.",
+    SNOWFLAKE_TIMEOUT_SECONDS: "Login and network timeout of Snowflake calls; also the session's "
+                               "STATEMENT_TIMEOUT_IN_SECONDS and STATEMENT_QUEUED_TIMEOUT_IN_SECONDS.",
     GONG_API_KEY: "Gong API access key (enrichment).",
     GONG_API_SECRET: "Gong API access key secret (enrichment).",
     GONG_WEBHOOK_PUBLIC_KEYS: "Public key(s) of the Gong automation rule: bare base64 DER as Gong shows it, or PEM; "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -20,12 +21,13 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError
 
 from webhook_app import streams
+from webhook_app.claims import ClaimKeeper
 from webhook_app.gong_client import GongApiError, GongClient
 from webhook_app.loader import _sleep, consumer_name
 from webhook_app.metrics import Metrics
 from webhook_app.rate_limit import AcquireInterrupted, DailyBudgetExhausted
 from webhook_app.settings import AppSettings
-from webhook_app.snowflake_sink import ExtensiveRow, SinkError, SnowflakeSink, TranscriptRow
+from webhook_app.snowflake_sink import ExtensiveRow, MissingTables, SinkError, SnowflakeSink, TranscriptRow
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,9 @@ ENRICH_CLAIM_IDLE_MS = 120_000
 # A batch waiting for the next day is re-claimed once per slice, so the slice must stay well
 # below ENRICH_CLAIM_IDLE_MS or another enricher would take the batch and fetch it a second time.
 BUDGET_WAIT_SLICE_SECONDS = 30.0
+# Back-off while Gong refuses the credentials or Snowflake tables are missing: both last until a
+# person fixes them, so retries slow down to this, and the ERROR line repeats at most this often.
+HOLD_MAX_SECONDS = 300.0
 
 Step = Callable[[list[str]], Awaitable[None]]
 
@@ -55,6 +60,12 @@ class Enricher:
         self._stream = streams.enrich_stream(settings.redis_stream)
         self.consumer = consumer or consumer_name()
         self._budget_warned = False
+        self._claims = ClaimKeeper(client)
+        self._auth_failing_since: float | None = None
+        self._auth_logged_at = 0.0
+        # Where this consumer name's own pending entries are read from (XREADGROUP history) at
+        # start; None once they are all read. Same reason as Loader.read_own_pending.
+        self._own_cursor: str | None = "0"
 
     async def run(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
@@ -70,6 +81,17 @@ class Enricher:
                 await _sleep(stop, 1.0)
 
     async def _next_batch(self) -> list[tuple[str, str]]:
+        if self._own_cursor is not None:
+            own: Any = await self._redis.xreadgroup(
+                streams.ENRICH_GROUP, self.consumer, {self._stream: self._own_cursor},
+                count=self._s.gong_enrichment_batch_size,
+            )
+            items = [item for _, entries in own or [] for item in entries]
+            if items:
+                last = items[-1][0]
+                self._own_cursor = last.decode() if isinstance(last, bytes) else str(last)
+                return self._batch(items)
+            self._own_cursor = None
         # Entries a dead enricher left behind come first. A live enricher can hold an entry for a
         # long time while it waits for a rate-limit token, so the idle threshold is much longer
         # than the loader's: stealing it would spend API budget on a second fetch.
@@ -84,6 +106,10 @@ class Enricher:
                 count=self._s.gong_enrichment_batch_size, block=self._s.loader_block_ms,
             )
             items = [item for _, entries in reply or [] for item in entries]
+        return self._batch(items)
+
+    @staticmethod
+    def _batch(items: list[Any]) -> list[tuple[str, str]]:
         batch = []
         for raw_id, fields in items:
             if fields and b"call_id" in fields:
@@ -116,9 +142,30 @@ class Enricher:
                 continue
             except AcquireInterrupted:
                 return False
-            except (GongApiError, SinkError) as exc:
-                if isinstance(exc, SinkError):
-                    self._metrics.snowflake_errors.labels(kind="transient" if exc.transient else "data").inc()
+            except GongApiError as exc:
+                if exc.auth:
+                    # Giving up would acknowledge every call's enrichment for as long as the key is
+                    # wrong; instead the batch stays pending (claimed) and later ones stay unread.
+                    self._auth_refused(str(exc))
+                    await self._hold(ids, stop, delay)
+                    delay = min(delay * 2, HOLD_MAX_SECONDS)
+                    continue
+                if not exc.transient:
+                    # The event itself is loaded; only this optional detail is given up on.
+                    log.error("enrichment failed permanently", extra={"calls": call_ids, "error": str(exc)})
+                    return True
+                log.warning("enrichment failed, retrying", extra={"error": str(exc)[:300], "retry_in": delay})
+                await _sleep(stop, delay)
+                delay = min(delay * 2, 30.0)
+                continue
+            except MissingTables as exc:
+                # The loader reports this too (log, metric, /ready); the batch waits for migrate.
+                log.warning("enrichment waits for missing Snowflake tables", extra={"missing": exc.missing})
+                await self._hold(ids, stop, delay)
+                delay = min(delay * 2, HOLD_MAX_SECONDS)
+                continue
+            except SinkError as exc:
+                self._metrics.snowflake_errors.labels(kind="transient" if exc.transient else "data").inc()
                 if not exc.transient:
                     # The event itself is loaded; only this optional detail is given up on.
                     log.error("enrichment failed permanently", extra={"calls": call_ids, "error": str(exc)})
@@ -130,8 +177,29 @@ class Enricher:
             if self._budget_warned:
                 self._budget_warned = False
                 log.info("Gong API daily budget available again, enrichment resumes")
+            if self._auth_failing_since is not None:
+                self._auth_failing_since = None
+                log.info("Gong API accepts the credentials again, enrichment resumes")
             return True
         return False
+
+    def _auth_refused(self, error: str) -> None:
+        now = time.monotonic()
+        if self._auth_failing_since is None:
+            self._auth_failing_since = now
+        if now - self._auth_logged_at >= HOLD_MAX_SECONDS or self._auth_logged_at == 0.0:
+            self._auth_logged_at = now
+            log.error(
+                "Gong API refuses the credentials, enrichment holds its batch",
+                extra={"error": error, "failing_for_s": round(now - self._auth_failing_since)},
+            )
+
+    async def _hold(self, ids: list[str], stop: asyncio.Event, seconds: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while not stop.is_set() and (left := deadline - loop.time()) > 0:
+            await self._keep_claimed(ids)
+            await _sleep(stop, min(left, BUDGET_WAIT_SLICE_SECONDS))
 
     async def _load_transcripts(self, call_ids: list[str]) -> None:
         transcripts = await self._gong.transcripts(call_ids)
@@ -170,9 +238,9 @@ class Enricher:
             await _sleep(stop, min(left, BUDGET_WAIT_SLICE_SECONDS))
 
     async def _keep_claimed(self, ids: list[str]) -> None:
-        # XCLAIM JUSTID resets the idle time without counting a delivery: other enrichers must not
-        # take over a batch that is only waiting for the budget.
+        # Other enrichers must not take over a batch that is only waiting (budget, credentials):
+        # they would spend API budget on a second fetch.
         try:
-            await self._redis.xclaim(self._stream, streams.ENRICH_GROUP, self.consumer, 0, list[Any](ids), justid=True)
+            await self._claims.keep(self._stream, streams.ENRICH_GROUP, self.consumer, ids)
         except RedisError:
             pass  # best effort: at worst another enricher fetches the batch again, and the MERGE is idempotent

@@ -40,9 +40,13 @@ Page = tuple[dict[str, Any], str | None]
 
 
 class GongApiError(Exception):
-    def __init__(self, message: str, *, transient: bool) -> None:
+    """``auth``: Gong refused the credentials (401/403). That concerns every call, not the one
+    asked for, so callers hold their work instead of giving up on it."""
+
+    def __init__(self, message: str, *, transient: bool, auth: bool = False) -> None:
         super().__init__(message)
         self.transient = transient
+        self.auth = auth
 
 
 def retry_after_seconds(value: str | None, default: float = 1.0) -> float:
@@ -154,6 +158,17 @@ class GongClient:
                 log.warning("Gong API rate limited", extra={"retry_after": wait})
                 await self._limiter.penalise(wait)
                 continue
+            if response.status_code in (401, 403):
+                # A wrong or revoked key pair, or one without the scope: every call would get the
+                # same answer until someone fixes the Secret, so this is not the call's fault.
+                self._metrics.gong_api_auth_failures.inc()
+                self._metrics.gong_api_auth_failing.set(1)
+                raise GongApiError(
+                    f"Gong API refused the credentials ({response.status_code}); check GONG_API_KEY, "
+                    "GONG_API_SECRET and the key's scopes",
+                    transient=True, auth=True,
+                )
+            self._metrics.gong_api_auth_failing.set(0)
             if response.status_code == 404:
                 return None  # Gong answers 404 when no call matches the filter
             if response.status_code >= 500:

@@ -82,6 +82,14 @@ class JwtVerifier:
         self._jwt = _decoder()
 
     def verify(self, authorization: str | None, body: bytes) -> dict[str, Any]:
+        claims = self.verify_token(authorization)
+        self.verify_body(claims, body)
+        return claims
+
+    def verify_token(self, authorization: str | None) -> dict[str, Any]:
+        """Everything that needs only the header: signature, ``exp``, ``iat``, ``webhook_url``. The
+        API runs this before it reads the body, so an unauthenticated caller cannot make it read
+        and hash up to MAX_BODY_BYTES."""
         if not authorization:
             raise VerificationError("missing_token")
         token = authorization.strip()
@@ -91,12 +99,6 @@ class JwtVerifier:
         iat = claims.get("iat")
         if iat is not None and (not isinstance(iat, int | float) or iat > time.time() + self._leeway):
             raise VerificationError("iat_in_future")
-        body_hash = claims.get("body_sha256")
-        expected = hashlib.sha256(body).hexdigest().encode()
-        if not isinstance(body_hash, str) or not hmac.compare_digest(
-            body_hash.strip().lower().encode("utf-8", "replace"), expected
-        ):
-            raise VerificationError("body_mismatch")
         url = claims.get("webhook_url")
         try:
             if not isinstance(url, str) or _normalised(url) != self._public_url:
@@ -104,6 +106,16 @@ class JwtVerifier:
         except ValueError:
             raise VerificationError("url_mismatch") from None
         return claims
+
+    @staticmethod
+    def verify_body(claims: dict[str, Any], body: bytes) -> None:
+        """The body is the one the verified token was signed for (``body_sha256``, constant time)."""
+        body_hash = claims.get("body_sha256")
+        expected = hashlib.sha256(body).hexdigest().encode()
+        if not isinstance(body_hash, str) or not hmac.compare_digest(
+            body_hash.strip().lower().encode("utf-8", "replace"), expected
+        ):
+            raise VerificationError("body_mismatch")
 
     def _decode(self, token: str) -> dict[str, Any]:
         # One parse per key tried (one in the usual single-key setup). PyJWT checks the header's alg

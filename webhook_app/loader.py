@@ -22,9 +22,10 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from webhook_app import dlq, streams
+from webhook_app.claims import ClaimKeeper
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings
-from webhook_app.snowflake_sink import EventRow, SinkError, SnowflakeSink
+from webhook_app.snowflake_sink import EventRow, MissingTables, SinkError, SnowflakeSink
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,12 @@ log = logging.getLogger(__name__)
 # size of one request's binds, and one huge statement holds the whole batch hostage.
 MAX_MERGE_BYTES = 8 * 1024 * 1024
 CONSUMER_FORGET_IDLE_MS = 3_600_000
+# While tables are missing nothing can load; checking more often than this only adds queries.
+SCHEMA_RECHECK_SECONDS = 30.0
+# The ERROR line about missing tables is repeated at this rate while the condition lasts.
+SCHEMA_LOG_EVERY_SECONDS = 300.0
+# How long the /ready detail about missing tables outlives the last loader that reported it.
+SCHEMA_STATUS_TTL_SECONDS = 120
 
 
 class EntryError(Exception):
@@ -45,6 +52,10 @@ class Entry:
 
 
 def consumer_name() -> str:
+    # Unique among live processes (several uvicorn workers share a pod's hostname). In a container
+    # the app is PID 1, so a container restarted in the same pod gets its old name back and reads its
+    # own pending entries at once (Loader.read_own_pending); a new pod or process waits for
+    # LOADER_CLAIM_IDLE_MS like any take-over.
     return f"{socket.gethostname()}-{os.getpid()}"
 
 
@@ -122,6 +133,14 @@ class Loader:
         self.consumer = consumer or consumer_name()
         self._claim_cursor = "0-0"
         self._claim_interval = max(0.1, settings.loader_claim_idle_ms / 2000)
+        # Several heartbeats per claim-idle period, so one slow Redis round trip cannot let the
+        # entries of a MERGE in flight look idle to other loaders.
+        self._heartbeat_seconds = max(0.05, settings.loader_claim_idle_ms / 4000)
+        self._claims = ClaimKeeper(client)
+        # Entries of the batch in hand that are not acknowledged yet; kept claimed while it loads.
+        self._held: dict[str, Entry] = {}
+        self._missing_tables: list[str] = []
+        self._missing_logged_at = 0.0
 
     async def ensure_group(self) -> None:
         for stream, group in self._groups():
@@ -140,10 +159,17 @@ class Loader:
     async def run(self, stop: asyncio.Event) -> None:
         log.info("loader started", extra={"consumer": self.consumer, "stream": self._stream})
         await self._until_ok(stop, self.ensure_group)
-        await self._until_ok(stop, lambda: asyncio.to_thread(self._sink.migrate))
+        await self._wait_for_tables(stop)
+        await self._until_ok(stop, lambda: self._load_own_pending(stop))
         next_claim = 0.0
+        reread_own = False
         while not stop.is_set():
             try:
+                if reread_own:
+                    # A batch whose ack failed while Redis was away is still ours: load it again
+                    # now (the MERGE absorbs it) rather than after claim-idle.
+                    await self._load_own_pending(stop)
+                    reread_own = False
                 if time.monotonic() >= next_claim:
                     next_claim = time.monotonic() + self._claim_interval
                     claimed = await self.reclaim()
@@ -155,6 +181,7 @@ class Loader:
                     await self.process(entries, stop)
             except RedisError as exc:
                 log.warning("redis unavailable, loader waits", extra={"error": type(exc).__name__})
+                reread_own = True
                 await _sleep(stop, 1.0)
             except Exception:
                 # A bug must not silently end loading while ingest keeps accepting: log and go
@@ -174,6 +201,69 @@ class Loader:
                 await _sleep(stop, delay)
                 delay = min(delay * 2, 10.0)
 
+    async def _wait_for_tables(self, stop: asyncio.Event) -> None:
+        """Until the tables exist: the loader runs no DDL, it only checks (one query per connection)."""
+        delay = 0.5
+        while not stop.is_set():
+            try:
+                await asyncio.to_thread(self._sink.check_tables)
+            except MissingTables as exc:
+                await self._report_missing_tables(exc)
+                await _sleep(stop, SCHEMA_RECHECK_SECONDS)
+                continue
+            except SinkError as exc:
+                self._metrics.snowflake_errors.labels(kind="transient").inc()
+                log.warning("loader start-up step failed, retrying", extra={"error": str(exc)[:300]})
+                await _sleep(stop, delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            await self._tables_present()
+            return
+
+    async def _report_missing_tables(self, exc: MissingTables) -> None:
+        self._metrics.snowflake_missing_tables.set(len(exc.missing))
+        now = time.monotonic()
+        if exc.missing != self._missing_tables or now - self._missing_logged_at >= SCHEMA_LOG_EVERY_SECONDS:
+            self._missing_logged_at = now
+            log.error("snowflake tables missing, loading paused", extra={"error": str(exc), "missing": exc.missing})
+        self._missing_tables = exc.missing
+        try:
+            await self._redis.set(
+                streams.snowflake_status_key(self._stream),
+                orjson.dumps({"missing_tables": exc.missing, "consumer": self.consumer}),
+                ex=SCHEMA_STATUS_TTL_SECONDS,
+            )
+        except RedisError:
+            pass  # the log line and the metric still say it
+
+    async def _tables_present(self) -> None:
+        self._metrics.snowflake_missing_tables.set(0)
+        if self._missing_tables:
+            log.info("snowflake tables present, loading resumes")
+            self._missing_tables = []
+        try:
+            await self._redis.delete(streams.snowflake_status_key(self._stream))
+        except RedisError:
+            pass
+
+    async def _load_own_pending(self, stop: asyncio.Event) -> None:
+        """Entries this consumer name was delivered before a restart and never acknowledged: read
+        them back at once (XREADGROUP from id 0) instead of waiting for LOADER_CLAIM_IDLE_MS."""
+        cursor = "0"
+        while not stop.is_set():
+            reply: Any = await self._redis.xreadgroup(
+                streams.LOADER_GROUP, self.consumer, {self._stream: cursor}, count=self._s.loader_batch_size,
+            )
+            items = [(i, f) for _, batch in reply or [] for i, f in batch]
+            if not items:
+                return
+            last = items[-1][0]
+            cursor = last.decode() if isinstance(last, bytes) else str(last)
+            entries = await self._without_exhausted([_entry(i, f) for i, f in items if f])
+            if entries:
+                log.info("loading own pending entries after restart", extra={"events": len(entries)})
+                await self.process(entries, stop)
+
     async def read(self) -> list[Entry]:
         reply: Any = await self._redis.xreadgroup(
             streams.LOADER_GROUP, self.consumer, {self._stream: ">"},
@@ -192,7 +282,10 @@ class Loader:
         self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
         if self._claim_cursor == "0-0":
             await self._forget_idle_consumers()
-        entries = [_entry(i, f) for i, f in items if f]
+        return await self._without_exhausted([_entry(i, f) for i, f in items if f])
+
+    async def _without_exhausted(self, entries: list[Entry]) -> list[Entry]:
+        """Dead-letter the entries delivered more than LOADER_MAX_DELIVERIES times; return the rest."""
         if not entries:
             return []
         counts = await self._delivery_counts([e.entry_id for e in entries])
@@ -238,6 +331,14 @@ class Loader:
 
     async def process(self, entries: list[Entry], stop: asyncio.Event) -> None:
         started = time.perf_counter()
+        self._held = {e.entry_id: e for e in entries}
+        try:
+            await self._process(entries, stop)
+        finally:
+            self._held = {}
+        self._metrics.loader_batch_seconds.observe(time.perf_counter() - started)
+
+    async def _process(self, entries: list[Entry], stop: asyncio.Event) -> None:
         rows: list[tuple[Entry, EventRow]] = []
         for entry in entries:
             try:
@@ -255,7 +356,6 @@ class Loader:
         for chunk in _chunks(list(first.values())):
             if chunk:
                 await self._load(chunk, extra, stop)
-        self._metrics.loader_batch_seconds.observe(time.perf_counter() - started)
 
     async def _load(
         self, chunk: list[tuple[Entry, EventRow]], extra: dict[str, list[Entry]], stop: asyncio.Event
@@ -263,8 +363,16 @@ class Loader:
         delay = 0.5
         while True:
             try:
-                await asyncio.to_thread(self._sink.merge_events, [row for _, row in chunk])
+                await self._merge([row for _, row in chunk])
                 break
+            except MissingTables as exc:
+                # Not the rows' fault: hold the batch (claimed) until the tables are back, instead
+                # of bisecting it into the dead-letter stream.
+                await self._report_missing_tables(exc)
+                if stop.is_set():
+                    return
+                await self._hold(stop, SCHEMA_RECHECK_SECONDS)
+                continue
             except SinkError as exc:
                 kind = "transient" if exc.transient else "data"
                 self._metrics.snowflake_errors.labels(kind=kind).inc()
@@ -277,9 +385,10 @@ class Loader:
                 )
                 if stop.is_set():
                     return  # left pending; another consumer (or our restart) reclaims it
-                await self._keep_claimed([e for e, _ in chunk])
-                await _sleep(stop, delay)
+                await self._hold(stop, delay)
                 delay = min(delay * 2, 10.0)
+        if self._missing_tables:
+            await self._tables_present()
         self._metrics.loader_batch_size.observe(len(chunk))
         acked = [e for e, _ in chunk] + [d for e, row in chunk for d in extra.get(row.event_id, [])]
         await self._ack(acked, [row.call_id for _, row in chunk])
@@ -303,15 +412,37 @@ class Loader:
             streams.errors_hash(self._stream), mapping={e.entry_id: error[:1000] for e in entries}
         )
 
-    async def _keep_claimed(self, entries: list[Entry]) -> None:
-        # XCLAIM JUSTID resets the idle time without counting a delivery, so a batch held through
-        # a Snowflake outage is neither stolen by other loaders nor pushed towards the DLQ.
+    async def _merge(self, rows: list[EventRow]) -> None:
+        """One MERGE in a worker thread, while the batch's entries are kept claimed: a MERGE slower
+        than LOADER_CLAIM_IDLE_MS must not let another loader take the same entries and MERGE them
+        concurrently (two NOT MATCHED inserts of one event can both land in Snowflake)."""
+        call = asyncio.ensure_future(asyncio.to_thread(self._sink.merge_events, rows))
+        while True:
+            done, _ = await asyncio.wait({call}, timeout=self._heartbeat_seconds)
+            if done:
+                call.result()
+                return
+            await self._keep_claimed()
+
+    async def _hold(self, stop: asyncio.Event, seconds: float) -> None:
+        """Wait while keeping the batch claimed, so it is neither taken over nor pushed to the DLQ."""
+        deadline = time.monotonic() + seconds
+        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
+            await self._keep_claimed()
+            await _sleep(stop, min(left, self._heartbeat_seconds))
+
+    async def _keep_claimed(self) -> None:
         try:
-            await self._redis.xclaim(
-                self._stream, streams.LOADER_GROUP, self.consumer, 0, [e.entry_id for e in entries], justid=True
-            )
+            lost = await self._claims.keep(self._stream, streams.LOADER_GROUP, self.consumer, list(self._held))
         except RedisError:
-            pass  # best effort; if it fails another loader may reclaim, and the MERGE stays idempotent
+            return  # best effort; the next heartbeat tries again well within claim-idle
+        if lost:
+            # Only possible when Redis was unreachable for longer than claim-idle. The MERGE in
+            # flight cannot be recalled; the one who took them over MERGEs them too, and the
+            # second MERGE matches and inserts nothing unless both run at the same time.
+            log.warning("pending entries were taken over by another loader", extra={"events": len(lost)})
+            for entry_id in lost:
+                self._held.pop(entry_id, None)
 
     async def _ack(self, entries: list[Entry], call_ids: list[str]) -> None:
         ids = [e.entry_id for e in entries]
@@ -323,6 +454,8 @@ class Loader:
                 for call_id in call_ids:
                     pipe.xadd(streams.enrich_stream(self._stream), {"call_id": call_id})
             await pipe.execute()
+        for entry_id in ids:
+            self._held.pop(entry_id, None)
         self._metrics.loaded_events.inc(len(ids))
 
 

@@ -46,7 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("run", help="run the loader (default)")
     replay = sub.add_parser("replay-dlq", help="move dead-lettered events back to the stream")
     replay.add_argument("--limit", type=int, default=None, help="move at most this many (oldest first)")
-    sub.add_parser("migrate", help="create the Snowflake schema and tables if missing")
+    sub.add_parser(
+        "migrate",
+        help="create the Snowflake schema and tables if missing (run once per schema with the admin role; "
+             "the loader itself runs no DDL)",
+    )
     args = parser.parse_args(argv)
     command = args.command or "run"
 
@@ -71,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
 
         sink = SnowflakeSink(settings)
         try:
-            sink.migrate()
+            created = sink.migrate()
         except SinkError as exc:
             log.error("migration failed", extra={"error": str(exc)})
             return 1
         finally:
             sink.close()
-        log.info("migration done")
+        log.info("migration done", extra={"created_objects": created})
         return 0
     asyncio.run(_run(settings))
     return 0

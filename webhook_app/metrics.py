@@ -54,6 +54,12 @@ class Metrics:
             "Failed Snowflake statements by kind (transient: connection; data: the statement was refused).",
             ["kind"], registry=r,
         )
+        self.snowflake_missing_tables = Gauge(
+            "gong_webhook_snowflake_missing_tables",
+            "Snowflake tables this loader writes that do not exist or its role cannot see, as last checked "
+            "(0: all there). Loading is paused while it is above 0; run gong-webhook-loader migrate.",
+            registry=r,
+        )
         self.dead_lettered = Counter(
             "gong_webhook_dead_lettered_total", "Events moved to the dead-letter stream.", registry=r,
         )
@@ -70,6 +76,16 @@ class Metrics:
         self.extensive_calls_loaded = Counter(
             "gong_webhook_extensive_calls_loaded_total",
             "Extensive call objects (/v2/calls/extensive) merged into Snowflake.", registry=r,
+        )
+        self.gong_api_auth_failures = Counter(
+            "gong_webhook_gong_api_auth_failures_total",
+            "Gong REST API answers 401/403 (credentials or scope refused); enrichment holds its batch meanwhile.",
+            registry=r,
+        )
+        self.gong_api_auth_failing = Gauge(
+            "gong_webhook_gong_api_auth_failing",
+            "1 while the Gong REST API refuses this process's credentials (its last answer was 401/403), else 0.",
+            registry=r,
         )
         self.gong_api_daily_budget_remaining = Gauge(
             "gong_webhook_gong_api_daily_budget_remaining",

@@ -33,6 +33,14 @@ def _env(name: str) -> AliasChoices:
 
 PositiveInt = Annotated[int, Field(gt=0)]
 
+# A statement may wait in the warehouse queue for up to SNOWFLAKE_TIMEOUT_SECONDS and then run for
+# as long again (both are set as session parameters, so Snowflake cancels it after that). A loader
+# that died mid-MERGE leaves such a statement behind; another loader may take its entries over only
+# once that statement has surely ended, or both MERGEs' NOT MATCHED inserts could land. Hence claim
+# idle > 2 x timeout, and by default one more timeout of margin.
+CLAIM_IDLE_MIN_TIMEOUT_MULTIPLE = 2
+CLAIM_IDLE_TIMEOUT_MULTIPLE = 3
+
 
 class AppSettings(BaseSettings):
     model_config = SettingsConfigDict(case_sensitive=True, extra="ignore", populate_by_name=False)
@@ -65,7 +73,10 @@ class AppSettings(BaseSettings):
     loader_batch_size: int = Field(500, ge=1, le=10_000, validation_alias=_env(contract.LOADER_BATCH_SIZE))
     loader_block_ms: int = Field(1000, ge=1, validation_alias=_env(contract.LOADER_BLOCK_MS))
     loader_max_deliveries: PositiveInt = Field(5, validation_alias=_env(contract.LOADER_MAX_DELIVERIES))
-    loader_claim_idle_ms: PositiveInt = Field(60_000, validation_alias=_env(contract.LOADER_CLAIM_IDLE_MS))
+    # None: CLAIM_IDLE_TIMEOUT_MULTIPLE x SNOWFLAKE_TIMEOUT_SECONDS (see loader_claim_idle_ms below).
+    loader_claim_idle_ms_setting: int | None = Field(
+        None, gt=0, validation_alias=_env(contract.LOADER_CLAIM_IDLE_MS)
+    )
     loader_metrics_port: int = Field(9091, ge=0, le=65535, validation_alias=_env(contract.LOADER_METRICS_PORT))
     metrics_port: int = Field(0, ge=0, le=65535, validation_alias=_env(contract.METRICS_PORT))
 
@@ -103,11 +114,18 @@ class AppSettings(BaseSettings):
         60, validation_alias=_env(contract.SNOWFLAKE_TIMEOUT_SECONDS)
     )
 
+    @property
+    def loader_claim_idle_ms(self) -> int:
+        """How long a pending entry must be idle before another loader may take it over."""
+        if self.loader_claim_idle_ms_setting is not None:
+            return self.loader_claim_idle_ms_setting
+        return CLAIM_IDLE_TIMEOUT_MULTIPLE * self.snowflake_timeout_seconds * 1000
+
     @field_validator(
         "gong_webhook_public_url", "snowflake_role", "snowflake_host", "gong_api_key", "gong_api_secret",
         "gong_webhook_public_keys", "gong_webhook_secrets", "snowflake_account", "snowflake_user",
         "snowflake_password", "snowflake_private_key", "redis_password", "snowflake_port",
-        mode="before",
+        "loader_claim_idle_ms_setting", mode="before",
     )
     @classmethod
     def _blank_is_unset(cls, value: object) -> object:
@@ -182,6 +200,14 @@ def _check_auth(settings: AppSettings) -> None:
 
 def require_loader_settings(settings: AppSettings) -> None:
     """The loader needs Snowflake (and, with enrichment, Gong API) credentials; ingest alone does not."""
+    floor_ms = CLAIM_IDLE_MIN_TIMEOUT_MULTIPLE * settings.snowflake_timeout_seconds * 1000
+    if settings.loader_claim_idle_ms <= floor_ms:
+        raise ConfigError(
+            contract.LOADER_CLAIM_IDLE_MS,
+            f"must be more than {CLAIM_IDLE_MIN_TIMEOUT_MULTIPLE} x {contract.SNOWFLAKE_TIMEOUT_SECONDS} "
+            f"({floor_ms // 1000} s here): a crashed loader's MERGE may still be queued and running in Snowflake "
+            "for that long, and a take-over before it ends could insert its events twice",
+        )
     if settings.snowflake_account is None:
         raise ConfigError(contract.SNOWFLAKE_ACCOUNT, "required to run the loader")
     if settings.snowflake_user is None:

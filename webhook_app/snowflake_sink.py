@@ -1,5 +1,10 @@
 """Idempotent writes into Snowflake through the (synchronous) Python connector.
 
+The loader runs no DDL: ``migrate`` (``gong-webhook-loader migrate``, run by an admin role or a
+Job) creates schema and tables; every new loader connection only checks, with one query on
+INFORMATION_SCHEMA.TABLES, that the tables it writes exist, and reports any that do not as
+``MissingTables``.
+
 Callers run these methods in a worker thread. Every write is a single multi-row MERGE whose
 source is ``SELECT … PARSE_JSON(columnN) … FROM VALUES (…), (…)``: real Snowflake refuses
 PARSE_JSON inside VALUES, and a MERGE whose source holds a key twice fails, so callers hand
@@ -25,8 +30,12 @@ EVENTS_TABLE = "GONG_WEBHOOK_EVENTS"
 TRANSCRIPTS_TABLE = "GONG_CALL_TRANSCRIPTS"
 EXTENSIVE_TABLE = "GONG_CALLS_EXTENSIVE"
 
+# No PRIMARY KEY: Snowflake does not enforce one on standard tables (only NOT NULL), so declaring it
+# promises nothing, and the DuckDB-based fakesnow the tests use would enforce it and turn a duplicate
+# the loader sent into a refused statement instead of the second row Snowflake would keep. The
+# MERGE keyed by EVENT_ID / CALL_ID is what keeps the keys unique.
 _EVENTS_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{EVENTS_TABLE} (
-  EVENT_ID VARCHAR NOT NULL PRIMARY KEY,
+  EVENT_ID VARCHAR NOT NULL,
   CALL_ID VARCHAR NOT NULL,
   EVENT_SCOPE VARCHAR,
   IS_TEST BOOLEAN,
@@ -41,16 +50,20 @@ _EVENTS_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{EVENTS_TABLE} (
 )"""
 
 _TRANSCRIPTS_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{TRANSCRIPTS_TABLE} (
-  CALL_ID VARCHAR NOT NULL PRIMARY KEY,
+  CALL_ID VARCHAR NOT NULL,
   FETCHED_AT TIMESTAMP_TZ,
   TRANSCRIPT VARIANT
 )"""
 
 _EXTENSIVE_DDL = f"""CREATE TABLE IF NOT EXISTS {{fq}}.{EXTENSIVE_TABLE} (
-  CALL_ID VARCHAR NOT NULL PRIMARY KEY,
+  CALL_ID VARCHAR NOT NULL,
   FETCHED_AT TIMESTAMP_TZ,
   DATA VARIANT
 )"""
+
+TABLE_DDL: dict[str, str] = {
+    EVENTS_TABLE: _EVENTS_DDL, TRANSCRIPTS_TABLE: _TRANSCRIPTS_DDL, EXTENSIVE_TABLE: _EXTENSIVE_DDL,
+}
 
 
 class SinkError(Exception):
@@ -59,6 +72,31 @@ class SinkError(Exception):
     def __init__(self, message: str, *, transient: bool) -> None:
         super().__init__(message)
         self.transient = transient
+
+
+class MissingTables(SinkError):
+    """Tables the loader writes do not exist (or its role cannot see them). Not transient: only
+    ``gong-webhook-loader migrate`` or a grant fixes it, so callers hold their work and report it
+    instead of retrying fast or dead-lettering events."""
+
+    def __init__(self, fq_schema: str, missing: Sequence[str]) -> None:
+        super().__init__(
+            f"Snowflake tables missing or not visible to the loader's role in {fq_schema}: {', '.join(missing)}; "
+            "run `gong-webhook-loader migrate` with a role that may create them, or grant the loader's role "
+            "access (docs/runbook.md#gongwebhooksnowflaketablesmissing)",
+            transient=False,
+        )
+        self.missing = list(missing)
+
+
+def required_tables(settings: AppSettings) -> list[str]:
+    """The tables this configuration writes to."""
+    tables = [EVENTS_TABLE]
+    if settings.gong_enrichment_enabled:
+        tables.append(TRANSCRIPTS_TABLE)
+        if settings.gong_enrichment_extensive:
+            tables.append(EXTENSIVE_TABLE)
+    return tables
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,8 +140,8 @@ def load_private_key(pem: str) -> bytes:
 
 # Refusals that concern the whole table or session rather than particular rows: a dropped
 # table, a revoked grant, a suspended warehouse, an expired session. Treating them as row errors
-# would push every event into the dead-letter stream; instead the loader waits (and reconnects,
-# which re-runs the idempotent DDL).
+# would push every event into the dead-letter stream; instead the loader waits and reconnects,
+# and the new connection's table check reports a dropped table as MissingTables.
 _SYSTEMIC_ERRNOS = frozenset({2003, 3001, 606, 604, 390112, 390114})
 
 
@@ -119,10 +157,11 @@ def _classify(exc: Exception) -> SinkError:
 
 
 class SnowflakeSink:
-    def __init__(self, settings: AppSettings) -> None:
+    def __init__(self, settings: AppSettings, tables: Sequence[str] | None = None) -> None:
         self._settings = settings
         self._conn: Any = None
         self._fq = f"{settings.snowflake_database}.{settings.snowflake_schema}"
+        self._tables = list(tables) if tables is not None else required_tables(settings)
 
     def _connect_kwargs(self) -> dict[str, Any]:
         s = self._settings
@@ -138,6 +177,14 @@ class SnowflakeSink:
             "login_timeout": s.snowflake_timeout_seconds,
             "network_timeout": s.snowflake_timeout_seconds,
             "socket_timeout": s.snowflake_timeout_seconds,
+            # The server, not only the client, gives up on a statement after the timeout: a loader
+            # that dies mid-MERGE leaves a statement that may still run server-side, and its entries
+            # are re-claimed only after LOADER_CLAIM_IDLE_MS, which settings require to exceed the
+            # longest such statement (queued + running).
+            "session_parameters": {
+                "STATEMENT_TIMEOUT_IN_SECONDS": s.snowflake_timeout_seconds,
+                "STATEMENT_QUEUED_TIMEOUT_IN_SECONDS": s.snowflake_timeout_seconds,
+            },
             "application": "gong-webhook-operator",
         }
         if s.snowflake_private_key is not None:
@@ -153,36 +200,81 @@ class SnowflakeSink:
         kwargs["protocol"] = s.snowflake_protocol
         return kwargs
 
+    def _open(self) -> Any:
+        try:
+            return snowflake.connector.connect(**self._connect_kwargs())
+        except Exception as exc:
+            err = _classify(exc)
+            # A refused login is as retryable as a network error: credentials may be rotated.
+            raise SinkError(str(err), transient=True) from None
+
     def _cursor(self) -> Any:
         if self._conn is None:
+            conn = self._open()
             try:
-                self._conn = snowflake.connector.connect(**self._connect_kwargs())
+                missing = self._missing_tables(conn.cursor(), self._tables)
             except Exception as exc:
-                err = _classify(exc)
-                # A refused login is as retryable as a network error: credentials may be rotated.
-                raise SinkError(str(err), transient=True) from None
-            try:
-                self._migrate(self._conn.cursor())
-            except Exception as exc:
-                self.close()
+                _close(conn)
                 raise SinkError(str(_classify(exc)), transient=True) from None
+            if missing:
+                # Closed so the next attempt checks again on a fresh connection (after a migrate or
+                # a grant, which a cached session might not see).
+                _close(conn)
+                raise MissingTables(self._fq, missing)
+            self._conn = conn
         return self._conn.cursor()
 
-    def _migrate(self, cur: Any) -> None:
-        try:
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self._fq}")
-        except sf_errors.ProgrammingError:
-            # Only a missing database gets here; creating it needs a privilege the app's role
-            # usually lacks in production, so it is the fallback, not the first step.
-            cur.execute(f"CREATE DATABASE IF NOT EXISTS {self._settings.snowflake_database}")
-            cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self._fq}")
-        cur.execute(_EVENTS_DDL.format(fq=self._fq))
-        cur.execute(_TRANSCRIPTS_DDL.format(fq=self._fq))
-        cur.execute(_EXTENSIVE_DDL.format(fq=self._fq))
+    def _missing_tables(self, cur: Any, tables: Sequence[str]) -> list[str]:
+        # INFORMATION_SCHEMA lists only the tables the session's role has a privilege on, so a
+        # missing grant shows up here too. Unquoted identifiers are stored upper-case.
+        placeholders = ",".join("?" * len(tables))
+        cur.execute(
+            f"SELECT TABLE_NAME FROM {self._settings.snowflake_database}.INFORMATION_SCHEMA.TABLES "  # noqa: S608
+            f"WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ({placeholders})",
+            [self._settings.snowflake_schema.upper(), *tables],
+        )
+        found = {str(row[0]).upper() for row in cur.fetchall()}
+        return [t for t in tables if t not in found]
 
-    def migrate(self) -> None:
-        """Create schema and tables if missing (also done on every new connection)."""
+    def check_tables(self) -> None:
+        """Raise MissingTables unless every table this configuration writes exists (no DDL)."""
         self._run(lambda cur: None)
+
+    def migrate(self) -> list[str]:
+        """Create what is missing of schema and tables (all three tables, whatever the settings) and
+        return what was created. Run by ``gong-webhook-loader migrate`` with a role that may create
+        them; the loader itself never calls this. Only a missing object costs a CREATE statement,
+        so re-running it on an existing schema needs no CREATE privilege at all."""
+        conn = self._open()
+        created: list[str] = []
+        s = self._settings
+        try:
+            cur = conn.cursor()
+            try:
+                cur.execute(
+                    f"SELECT SCHEMA_NAME FROM {s.snowflake_database}.INFORMATION_SCHEMA.SCHEMATA "  # noqa: S608
+                    "WHERE SCHEMA_NAME = ?",
+                    [s.snowflake_schema.upper()],
+                )
+                schema_exists = bool(cur.fetchall())
+            except sf_errors.ProgrammingError:
+                # The database itself is missing (or invisible to this role). Creating a database is
+                # an account-level privilege that is normally the DBA's; this is a fallback for
+                # fresh development accounts and local stand-ins.
+                cur.execute(f"CREATE DATABASE IF NOT EXISTS {s.snowflake_database}")
+                created.append(s.snowflake_database)
+                schema_exists = False
+            if not schema_exists:
+                cur.execute(f"CREATE SCHEMA IF NOT EXISTS {self._fq}")
+                created.append(self._fq)
+            for table in self._missing_tables(cur, list(TABLE_DDL)):
+                cur.execute(TABLE_DDL[table].format(fq=self._fq))
+                created.append(f"{self._fq}.{table}")
+        except Exception as exc:
+            raise _classify(exc) from None
+        finally:
+            _close(conn)
+        return created
 
     def _run(self, action: Any) -> Any:
         cur = self._cursor()
@@ -271,7 +363,11 @@ WHEN NOT MATCHED THEN INSERT (CALL_ID, FETCHED_AT, {column}) VALUES (s.CALL_ID, 
     def close(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            try:
-                conn.close()
-            except Exception:  # noqa: S110 - the connection is already broken; dropping it is the point
-                pass
+            _close(conn)
+
+
+def _close(conn: Any) -> None:
+    try:
+        conn.close()
+    except Exception:  # noqa: S110 - the connection is already broken; dropping it is the point
+        pass

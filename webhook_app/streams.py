@@ -25,3 +25,8 @@ def rate_limit_key(stream: str) -> str:
 
 def daily_budget_key(stream: str) -> str:
     return f"{stream}:gong-api-daily"
+
+
+def snowflake_status_key(stream: str) -> str:
+    """Set by loaders while Snowflake tables are missing (JSON, with a TTL); read by /ready."""
+    return f"{stream}:snowflake-status"

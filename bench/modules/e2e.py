@@ -4,7 +4,11 @@ Snowflake server (fakesnow + the real connector), counted from real rows.
 Latency = first time a poller sees the row in Snowflake minus the time the 202 reached the
 client (both wall clock on this machine). The poller queries every ``POLL_S``, so each value is
 late by up to one poll interval plus the query time. Lost = accepted (202) events without a row
-after the drain; duplicated = rows beyond one per EVENT_ID.
+after the drain; duplicated = COUNT(*) - COUNT(DISTINCT EVENT_ID) of the table, which (like
+Snowflake's) has no enforced key, so a duplicate the loader sent is a row here, not a refused
+statement; data_errors = the loader's refused statements (gong_webhook_snowflake_errors_total
+{kind="data"}), which must be 0 as well. The schema is created first by the admin's step
+(``gong-webhook-loader migrate``, here ``SnowflakeSink.migrate``): the loader runs no DDL.
 """
 
 from __future__ import annotations
@@ -17,10 +21,14 @@ import time
 import uuid
 from typing import Any
 
+import httpx
+
 from bench.common import AppServer, app_env, percentile, pinned, read_pool
+from webhook_app.settings import load_settings
+from webhook_app.snowflake_sink import SnowflakeSink
 
 NAME = "e2e"
-KEYS = ["p50_ms", "p99_ms", "lost", "duplicated"]
+KEYS = ["p50_ms", "p99_ms", "lost", "duplicated", "data_errors"]
 POLL_S = 0.1
 DRAIN_TIMEOUT_S = 60
 
@@ -73,6 +81,22 @@ class Poller(threading.Thread):
         cur.execute(f"SELECT EVENT_ID, COUNT(*) FROM {self.table} GROUP BY EVENT_ID")
         return {row[0]: int(row[1]) for row in cur.fetchall()}
 
+    def duplicated(self) -> int:
+        cur = self.conn.cursor()
+        cur.execute(f"SELECT COUNT(*) - COUNT(DISTINCT EVENT_ID) FROM {self.table}")
+        return int(cur.fetchone()[0])
+
+
+def _data_errors(url: str) -> float | None:
+    try:
+        text = httpx.get(url + "/metrics", timeout=5).text
+    except httpx.HTTPError:
+        return None
+    for line in text.splitlines():
+        if line.startswith('gong_webhook_snowflake_errors_total{kind="data"} '):
+            return float(line.rsplit(" ", 1)[1])
+    return None
+
 
 def run(ctx: Any) -> dict[str, Any]:
     rate, duration = ctx.cfg.e2e_rate, ctx.cfg.e2e_duration
@@ -86,6 +110,11 @@ def run(ctx: Any) -> dict[str, Any]:
         SNOWFLAKE_HOST="localhost", SNOWFLAKE_PORT=str(ctx.fakesnow.port), SNOWFLAKE_PROTOCOL="http",
     )
     table = f"SOPHIA_AI.{schema}.GONG_WEBHOOK_EVENTS"
+    sink = SnowflakeSink(load_settings(env, for_ingest=False))
+    try:
+        sink.migrate()
+    finally:
+        sink.close()
     server = AppServer(env, ctx.workdir / "app-e2e.log", cpus="0").start()
     poller = Poller(ctx, table)
     try:
@@ -107,11 +136,13 @@ def run(ctx: Any) -> dict[str, Any]:
                 raise RuntimeError(f"row poller failed: {poller.error!r}")
             time.sleep(0.2)
         drained_after = round(DRAIN_TIMEOUT_S - (deadline - time.monotonic()), 1)
+        data_errors = _data_errors(server.url)
     finally:
         poller.stop_event.set()
         poller.join(10)
         server.stop()
     counts = poller.final_counts()
+    duplicated = poller.duplicated()
     poller.conn.close()
     lat = [(poller.seen[e] - t) * 1000 for e, t in accepted.items() if e in poller.seen]
     accept_lat = [r[1] * 1000 for r in results]
@@ -127,7 +158,8 @@ def run(ctx: Any) -> dict[str, Any]:
         "max_ms": _r(max(lat) if lat else None),
         "http_p99_ms": _r(percentile(accept_lat, 99)),
         "lost": sum(1 for e in accepted if counts.get(e, 0) == 0),
-        "duplicated": sum(c - 1 for c in counts.values() if c > 1),
+        "duplicated": duplicated,
+        "data_errors": data_errors,
         "unexpected_rows": sum(1 for e in counts if e not in accepted),
         "drain_s_after_load": drained_after,
         "poll_interval_ms": int(POLL_S * 1000),

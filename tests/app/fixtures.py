@@ -15,9 +15,11 @@ import pytest
 
 from tests import secret_scan
 from tests.app.app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer, free_port
+from tests.app.snowflake_spy import SnowflakeSpy
 from webhook_app.api import create_app
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings, load_settings
+from webhook_app.snowflake_sink import SnowflakeSink
 from webhook_app.testing.gong_api_standin import GongApiStandIn
 from webhook_app.testing.gong_sim import GongSigner, new_private_key, public_key_b64
 
@@ -78,22 +80,42 @@ def app_env(
         "SNOWFLAKE_HOST": "localhost",
         "SNOWFLAKE_PORT": str(fakesnow_server.port),
         "SNOWFLAKE_PROTOCOL": "http",
+        # LOADER_CLAIM_IDLE_MS: the default, 3 x the timeout (the loader refuses less than 2 x).
         "SNOWFLAKE_TIMEOUT_SECONDS": "10",
         "LOADER_BLOCK_MS": "200",
-        "LOADER_CLAIM_IDLE_MS": "1000",
         "LOADER_METRICS_PORT": "0",
         "LOG_LEVEL": "INFO",
     }
 
 
+def migrate(settings: AppSettings) -> list[str]:
+    """What `gong-webhook-loader migrate` does (the admin's step): the loader creates no tables."""
+    sink = SnowflakeSink(settings)
+    try:
+        return sink.migrate()
+    finally:
+        sink.close()
+
+
 @pytest.fixture
 def make_settings(app_env: dict[str, str]) -> Callable[..., AppSettings]:
-    def make(**overrides: str) -> AppSettings:
+    """Settings of one test; by default its Snowflake schema is migrated first, as in a deployment."""
+
+    def make(*, migrate_schema: bool = True, **overrides: str) -> AppSettings:
         settings = load_settings({**app_env, **overrides})
         secret_scan.register_settings(settings)
+        if migrate_schema:
+            migrate(settings)
         return settings
 
     return make
+
+
+@pytest.fixture
+def snowflake_spy(fakesnow_server: FakesnowServer) -> Iterator[SnowflakeSpy]:
+    spy = SnowflakeSpy(fakesnow_server.port)
+    yield spy
+    spy.stop()
 
 
 class RunningApp:
@@ -151,6 +173,20 @@ def event_count(sf_query: Callable[..., list[tuple[Any, ...]]]) -> Callable[[App
         return int(rows[0][0]) if rows else 0
 
     return count
+
+
+@pytest.fixture
+def assert_no_duplicates(sf_query: Callable[..., list[tuple[Any, ...]]]) -> Callable[[AppSettings], int]:
+    """Rows against distinct EVENT_IDs of the test's events table (the tables have no enforced key,
+    as on Snowflake, so a duplicate the loader sent would be a second row); returns the row count."""
+
+    def check(settings: AppSettings) -> int:
+        table = f"SOPHIA_AI.{settings.snowflake_schema}.GONG_WEBHOOK_EVENTS"
+        total, distinct = sf_query(f"SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM {table}")[0]
+        assert total == distinct, f"{total - distinct} duplicated rows in {table}"
+        return int(total)
+
+    return check
 
 
 

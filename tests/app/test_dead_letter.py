@@ -15,13 +15,16 @@ from webhook_app.testing.gong_sim import call_payload
 def test_poison_event_is_dead_lettered_then_replayed(
     app_env, make_settings, start_app, signer, redis_server, sf_query, event_count
 ):
-    env = {**app_env, "LOADER_MAX_DELIVERIES": "3", "LOADER_CLAIM_IDLE_MS": "300", "LOADER_BATCH_SIZE": "100"}
-    settings = make_settings(**env)
+    # Claim idle just above the floor the loader accepts (2 x SNOWFLAKE_TIMEOUT_SECONDS), so the
+    # redeliveries of the refused event come quickly.
+    env = {**app_env, "LOADER_MAX_DELIVERIES": "3", "SNOWFLAKE_TIMEOUT_SECONDS": "2", "LOADER_CLAIM_IDLE_MS": "4100",
+           "LOADER_BATCH_SIZE": "100"}
+    settings = make_settings(migrate_schema=False, **env)
     schema = f"SOPHIA_AI.{settings.snowflake_schema}"
     table = f"{schema}.GONG_WEBHOOK_EVENTS"
     sf_query(f"CREATE SCHEMA IF NOT EXISTS {schema}")
     sf_query(
-        f"CREATE TABLE {table} (EVENT_ID VARCHAR NOT NULL PRIMARY KEY, CALL_ID VARCHAR NOT NULL, "
+        f"CREATE TABLE {table} (EVENT_ID VARCHAR NOT NULL, CALL_ID VARCHAR NOT NULL, "
         "EVENT_SCOPE VARCHAR, IS_TEST BOOLEAN, TITLE VARCHAR, STARTED TIMESTAMP_TZ, DURATION_SECONDS NUMBER(4,0), "
         "PRIMARY_USER_ID VARCHAR, STREAM_ENTRY_ID VARCHAR, RECEIVED_AT TIMESTAMP_TZ, LOADED_AT TIMESTAMP_TZ, "
         "PAYLOAD VARIANT)"
@@ -39,7 +42,7 @@ def test_poison_event_is_dead_lettered_then_replayed(
     r = redis_server.client()
     dlq = f"{settings.redis_stream}:dlq"
     wait_rows(event_count, settings, 20)
-    wait_for(lambda: r.xlen(dlq) == 1, 30, 0.1, "the poison event in the DLQ")
+    wait_for(lambda: r.xlen(dlq) == 1, 60, 0.1, "the poison event in the DLQ")
     assert event_count(settings) == 20
     assert sf_query(f"SELECT COUNT(*) FROM {table} WHERE CALL_ID = '666'")[0][0] == 0
     (_, fields), = r.xrange(dlq)

@@ -11,6 +11,8 @@ import orjson
 import pytest
 
 from tests.app.app_support import AppProcess, RedisServer, free_port, wait_for
+from tests.app.fixtures import migrate
+from webhook_app.settings import load_settings
 from webhook_app.testing.gong_api_standin import GongApiStandIn
 from webhook_app.testing.gong_sim import call_payload
 
@@ -68,6 +70,7 @@ def test_metrics_series_and_no_secrets_in_logs(app_env, password_redis, sf_query
         "REDIS_URL": password_redis.url, "GONG_WEBHOOK_AUTH_MODE": "url-key",
         "GONG_ENRICHMENT_ENABLED": "true", "GONG_API_BASE_URL": api_url,
     }
+    migrate(load_settings(env))
     app = AppProcess("gong-webhook-app", env, log=tmp_path / "app.log")
     base = f"http://127.0.0.1:{port}"
     try:

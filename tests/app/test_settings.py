@@ -105,3 +105,18 @@ def test_secret_values_cover_credentials_for_redaction():
     from webhook_app.logging_setup import JsonFormatter
 
     assert JsonFormatter(values).redact("x inline-pw-123 sfpw-9876 y") == "x [REDACTED] [REDACTED] y"
+
+
+def test_claim_idle_defaults_to_a_multiple_of_the_snowflake_timeout_and_must_exceed_twice_it():
+    creds = {**BASE, "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u", "SNOWFLAKE_PASSWORD": "p"}
+    s = load_settings(creds)
+    assert (s.snowflake_timeout_seconds, s.loader_claim_idle_ms) == (60, 180_000)
+    require_loader_settings(s)
+    assert load_settings({**creds, "SNOWFLAKE_TIMEOUT_SECONDS": "10"}).loader_claim_idle_ms == 30_000
+    # The old default (60 s, the same as the timeouts) let a take-over race a dead loader's MERGE.
+    for claim_idle in ("60000", "120000"):
+        with pytest.raises(ConfigError) as err:
+            require_loader_settings(load_settings({**creds, "LOADER_CLAIM_IDLE_MS": claim_idle}))
+        assert err.value.setting == "LOADER_CLAIM_IDLE_MS"
+        assert "SNOWFLAKE_TIMEOUT_SECONDS" in str(err.value) and claim_idle not in str(err.value)
+    require_loader_settings(load_settings({**creds, "LOADER_CLAIM_IDLE_MS": "120001"}))

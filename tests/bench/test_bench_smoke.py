@@ -32,6 +32,7 @@ def test_tiny_bench_run_writes_every_key(tmp_path, cluster):
     assert result["e2e"]["accepted"] > 0
     assert result["e2e"]["lost"] == 0
     assert result["e2e"]["duplicated"] == 0
+    assert result["e2e"]["data_errors"] == 0
     assert result["loader"]["ratio"] is not None
     assert "operator" not in result["not_measured"], result["not_measured"]
     op = result["operator"]

@@ -7,7 +7,7 @@ import itertools
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import httpx
@@ -136,15 +136,31 @@ def wait_loaded(
 def assert_exactly_once(
     sf_query: Callable[..., list[tuple[Any, ...]]], settings: AppSettings, call_ids: set[str]
 ) -> None:
-    """The events table holds one row per call id in `call_ids` and nothing else."""
+    """The events table holds one row per call id in `call_ids` and nothing else. The table has no
+    enforced key (as on Snowflake), so an event the loader sent twice would be a second row here."""
     table = events_table(settings)
+    total, distinct = sf_query(f"SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM {table}")[0]
     duplicated = sf_query(f"SELECT EVENT_ID, COUNT(*) FROM {table} GROUP BY EVENT_ID HAVING COUNT(*) > 1")
-    assert duplicated == [], f"duplicated rows: {duplicated[:10]}"
+    assert total == distinct and duplicated == [], f"{total - distinct} duplicated rows: {duplicated[:10]}"
     rows = {str(r[0]): str(r[1]) for r in sf_query(f"SELECT CALL_ID, EVENT_ID FROM {table}")}
     missing, extra = call_ids - set(rows), set(rows) - call_ids
     assert not missing, f"{len(missing)} accepted events missing from Snowflake, e.g. {sorted(missing)[:5]}"
     assert not extra, f"{len(extra)} rows nobody sent, e.g. {sorted(extra)[:5]}"
     assert all(rows[c] == settings.event_id(c) for c in call_ids)
+
+
+DATA_ERRORS = 'gong_webhook_snowflake_errors_total{kind="data"}'
+REFUSED_LOG = '"message":"event refused by snowflake"'
+
+
+def assert_no_data_errors(metrics_urls: Iterable[str] = (), logs: Iterable[str] = ()) -> None:
+    """No statement was refused by Snowflake: the loaders' data-error counters (of the processes
+    still running) are 0 and no log (also of killed processes) has a refused event. A refused
+    MERGE would otherwise be bisected and retried, and could hide a duplicate the loader sent."""
+    for url in metrics_urls:
+        assert metric(url, DATA_ERRORS) == 0.0, f"{url}: Snowflake refused statements"
+    for text in logs:
+        assert REFUSED_LOG not in text, "a loader logged an event refused by Snowflake"
 
 
 def app_ready(base_url: str) -> bool:

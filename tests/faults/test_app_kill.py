@@ -5,7 +5,7 @@ are in and the (in-process) loader has drained the stream."""
 from __future__ import annotations
 
 from tests.app.app_support import AppProcess, free_port, wait_for
-from tests.faults.load import WebhookLoad, app_ready, assert_exactly_once, wait_loaded
+from tests.faults.load import WebhookLoad, app_ready, assert_exactly_once, assert_no_data_errors, wait_loaded
 
 
 def test_app_sigkill_under_load_keeps_every_accepted_event_once(
@@ -35,8 +35,10 @@ def test_app_sigkill_under_load_keeps_every_accepted_event_once(
         wait_loaded(sf_query, settings, len(sent), timeout=120)
         r = redis_server.client()
         wait_for(lambda: r.xlen(settings.redis_stream) == 0, 30, 0.2, "stream drained")
+        assert_no_data_errors([base])
     finally:
         assert second.stop() in (0, -15), second.output()[-3000:]
+    assert_no_data_errors(logs=[first.output(), second.output()])
 
     assert unanswered, "the kill did not hit any request: not a test under load"
     assert set(accepted_before_kill) <= sent and len(load.accepted) == len(sent)

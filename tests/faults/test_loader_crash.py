@@ -8,7 +8,8 @@ import time
 import orjson
 import redis
 
-from tests.app.app_support import AppProcess, wait_for
+from tests.app.app_support import AppProcess, free_port, wait_for
+from tests.faults.load import assert_no_data_errors
 from webhook_app.enqueue import Enqueuer, Event
 from webhook_app.redis_conn import make_client
 from webhook_app.testing.gong_sim import call_payload
@@ -35,7 +36,10 @@ def test_sigkill_mid_batch_then_restart_loads_each_event_once(
 
     # The events were accepted (same Lua enqueue the API uses) before any loader runs.
     asyncio.run(_enqueue(settings, N))
-    env = {**app_env, "LOADER_BATCH_SIZE": "50", "LOADER_CLAIM_IDLE_MS": "500"}
+    # Claim idle just above the floor the loader accepts (2 x SNOWFLAKE_TIMEOUT_SECONDS): the restarted
+    # loader runs under a new pid, i.e. a new consumer name, so it takes the batch over after that.
+    metrics_port = free_port()
+    env = {**app_env, "LOADER_BATCH_SIZE": "50", "SNOWFLAKE_TIMEOUT_SECONDS": "2", "LOADER_CLAIM_IDLE_MS": "4100"}
     r = redis_server.client()
 
     def pending() -> int:
@@ -57,13 +61,16 @@ def test_sigkill_mid_batch_then_restart_loads_each_event_once(
     assert 0 < loaded_at_kill < N, first.output()
     assert pending() > 0
 
-    second = AppProcess("gong-webhook-loader", env, ["run"], log=tmp_path / "loader2.log")
+    second = AppProcess("gong-webhook-loader", {**env, "LOADER_METRICS_PORT": str(metrics_port)}, ["run"],
+                        log=tmp_path / "loader2.log")
     try:
         wait_for(lambda: event_count(settings) >= N and r.xlen(settings.redis_stream) == 0, 90, 0.25,
                  "all events loaded after restart")
         time.sleep(1.0)
+        assert_no_data_errors([f"http://127.0.0.1:{metrics_port}"])
     finally:
         second.stop()
+    assert_no_data_errors(logs=[first.output(), second.output()])
     table = f"SOPHIA_AI.{settings.snowflake_schema}.GONG_WEBHOOK_EVENTS"
     total, distinct = sf_query(f"SELECT COUNT(*), COUNT(DISTINCT EVENT_ID) FROM {table}")[0]
     assert (total, distinct) == (N, N)

@@ -12,7 +12,7 @@ import httpx
 import redis
 
 from tests.app.app_support import AppProcess, RedisServer, free_port, wait_for, wait_port
-from tests.faults.load import WebhookLoad, app_ready, assert_exactly_once, wait_loaded
+from tests.faults.load import WebhookLoad, app_ready, assert_exactly_once, assert_no_data_errors, wait_loaded
 
 
 def _restart(server: RedisServer) -> None:
@@ -63,9 +63,11 @@ def test_redis_sigkill_under_load_keeps_every_accepted_event_once(
         wait_for(lambda: r.xlen(settings.redis_stream) == 0, 30, 0.2, "stream drained")
         assert r.xpending(settings.redis_stream, "snowflake-loader")["pending"] == 0
         assert r.xlen(f"{settings.redis_stream}:dlq") == 0
+        assert_no_data_errors([base])
     finally:
         assert app.stop() in (0, -signal.SIGTERM), app.output()[-3000:]
         server.stop()
+    assert_no_data_errors(logs=[app.output()])
 
     assert unanswered, "the crash did not hit any request: not a test under load"
     assert set(accepted_before_crash) <= sent and len(load.accepted) == len(sent)

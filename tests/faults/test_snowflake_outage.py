@@ -16,7 +16,14 @@ import httpx
 import snowflake.connector
 
 from tests.app.app_support import AppProcess, TcpProxy, free_port, wait_for, wait_port, wait_rows
-from tests.faults.load import WebhookLoad, app_ready, assert_exactly_once, metric, wait_loaded
+from tests.faults.load import (
+    WebhookLoad,
+    app_ready,
+    assert_exactly_once,
+    assert_no_data_errors,
+    metric,
+    wait_loaded,
+)
 from webhook_app.testing.gong_sim import call_payload
 
 OUTAGE_SECONDS = 30
@@ -99,6 +106,7 @@ def test_snowflake_server_down_30s_under_load_loses_nothing(app_env, make_settin
         wait_loaded(warehouse.query, settings, len(sent), timeout=90)
         wait_for(lambda: r.xlen(settings.redis_stream) == 0, 30, 0.2, "stream drained")
         assert_exactly_once(warehouse.query, settings, sent)
+        assert_no_data_errors([base])
         assert r.xpending(settings.redis_stream, "snowflake-loader")["pending"] == 0
         assert r.xlen(f"{settings.redis_stream}:dlq") == 0
     finally:
@@ -152,9 +160,12 @@ def test_network_cut_to_snowflake_loses_nothing(
         proxy.up()
         wait_rows(event_count, settings, 50, timeout=60)
         wait_for(lambda: r.xlen(settings.redis_stream) == 0, 10, what="stream drained")
+        assert_no_data_errors([f"http://127.0.0.1:{metrics_port}"])
     finally:
         assert loader.stop() == 0, loader.output()
         proxy.close()
+    assert_no_data_errors(logs=[loader.output()])
     table = f"SOPHIA_AI.{settings.snowflake_schema}.GONG_WEBHOOK_EVENTS"
-    assert sf_query(f"SELECT COUNT(*), COUNT(DISTINCT CALL_ID) FROM {table}")[0] == (50, 50)
+    assert sf_query(f"SELECT COUNT(*), COUNT(DISTINCT EVENT_ID), COUNT(DISTINCT CALL_ID) FROM {table}")[0] == (
+        50, 50, 50)
     assert r.xlen(f"{settings.redis_stream}:dlq") == 0

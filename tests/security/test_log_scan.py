@@ -78,6 +78,10 @@ def test_full_run_logs_hold_no_configured_secret(app_env: dict[str, str], fakesn
     loader_only = {**common, "REDIS_URL": f"redis://:{REDIS_PASSWORD}@127.0.0.1:{redis.port}/0",
                    "SNOWFLAKE_PRIVATE_KEY": private_key, "SNOWFLAKE_PORT": str(proxy.port),
                    "SNOWFLAKE_TIMEOUT_SECONDS": "3"}
+    # The admin's step first (its log is scanned too): the loader creates no tables.
+    migrate = AppProcess("gong-webhook-loader", loader_only, ["migrate"], log=tmp_path / "migrate.log")
+    migrate.proc.wait(60)
+    assert migrate.stop() == 0, migrate.output()
     app = AppProcess("gong-webhook-app", app_only, log=tmp_path / "app.log")
     loader = AppProcess("gong-webhook-loader", loader_only, ["run"], log=tmp_path / "loader.log")
     table = f"SOPHIA_AI.{app_env['SNOWFLAKE_SCHEMA']}"

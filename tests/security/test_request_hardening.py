@@ -21,7 +21,7 @@ import pytest
 
 from tests.app.app_support import AppProcess, free_port, wait_for
 from webhook_app import http_limits
-from webhook_app.testing.gong_sim import GongSigner, call_payload
+from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key
 
 pytestmark = pytest.mark.redis
 DEPTH = 100_000
@@ -263,3 +263,38 @@ def _status(port: int, path: str) -> int:
         return int(first.split(b" ")[1]) if first.startswith(b"HTTP/1.1 ") else 0
     except OSError:
         return 0
+
+
+def _head_then_wait(port: int, head: bytes, first_body_bytes: bytes, timeout: float) -> bytes:
+    """Send a request head and the first bytes of a much longer body, then wait for an answer without
+    sending the rest: only a server that answers before reading the body answers at all."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as sock:
+        sock.sendall(head + first_body_bytes)
+        try:
+            return sock.recv(65536)
+        except TimeoutError:
+            return b""
+
+
+@pytest.mark.parametrize("mode", ["jwt", "url-key"])
+def test_unauthenticated_large_body_is_refused_before_the_body_is_read(mode, make_settings, start_app):
+    """A forged token (or wrong url key) with a 10 MiB body costs the server nothing but its headers:
+    the 401 comes while the client has sent 4 KiB of the body and is still "sending" the rest."""
+    declared = 10 * 1024 * 1024 - 1  # just under MAX_BODY_BYTES, so only authentication can refuse it
+    if mode == "jwt":
+        app = start_app(make_settings(migrate_schema=False), run_loader=False)
+        forger = GongSigner(new_private_key(), "https://hooks.example.com/webhooks/gong")
+        _, headers = forger.signed(call_payload("4242"))
+        path, auth = "/webhooks/gong", f"Authorization: {headers['Authorization']}\r\n"
+    else:
+        app = start_app(make_settings(migrate_schema=False, GONG_WEBHOOK_AUTH_MODE="url-key",
+                                      GONG_WEBHOOK_SECRETS="the-right-url-key-7Fq2"), run_loader=False)
+        path, auth = "/webhooks/gong/not-the-key", ""
+    head = (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n{auth}"
+            f"Content-Length: {declared}\r\n\r\n").encode()
+    answer = _head_then_wait(app.server.port, head, b"{" + b" " * 4095, timeout=5)
+    assert answer.startswith(b"HTTP/1.1 401"), answer[:200]
+    reason = b"bad_signature" if mode == "jwt" else b"wrong_url_key"
+    assert reason in answer
+    # The server still serves (the half-sent request's connection is the only casualty).
+    assert app.client.get("/health").status_code == 200

@@ -1,0 +1,117 @@
+"""The loader runs no DDL (issue 10 #3): `gong-webhook-loader migrate` (the admin's step) creates
+schema and tables; the loader checks at connect that its tables exist and, if not, pauses loading
+and says so (ERROR log, gauge, /ready detail) instead of retrying DDL its role may not be allowed.
+
+What Snowflake receives is observed through SnowflakeSpy, an HTTP proxy in front of fakesnow that
+records every statement the connector sends."""
+
+from __future__ import annotations
+
+import logging
+
+import httpx
+
+from tests.app.app_support import wait_for, wait_rows
+from tests.app.fixtures import migrate
+from tests.app.snowflake_spy import DDL
+from webhook_app import loader as loader_module
+from webhook_app.testing.gong_sim import call_payload
+
+
+def _ready(app) -> dict:
+    response = app.client.get("/ready")
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def _sample(app, name: str) -> float:
+    for line in app.client.get("/metrics").text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not exported")
+
+
+def test_loader_sends_no_ddl_against_an_existing_schema(make_settings, snowflake_spy, start_app, signer, event_count):
+    make_settings()  # migrated straight against fakesnow, before the spy starts to listen
+    settings = make_settings(migrate_schema=False, SNOWFLAKE_PORT=str(snowflake_spy.port))
+    app = start_app(settings)
+    for i in range(5):
+        assert app.post(*signer.signed(call_payload(f"5100{i}"))).status_code == 202
+    wait_rows(event_count, settings, 5)
+    app.stop()
+    sent = snowflake_spy.sql()
+    assert snowflake_spy.ddl() == []
+    assert any("INFORMATION_SCHEMA.TABLES" in s for s in sent), sent
+    assert snowflake_spy.merges(), sent
+
+
+def test_migrate_creates_what_is_missing_and_a_rerun_sends_no_ddl(make_settings, snowflake_spy, sf_query):
+    settings = make_settings(migrate_schema=False, SNOWFLAKE_PORT=str(snowflake_spy.port))
+    created = migrate(settings)
+    first_run = snowflake_spy.ddl()
+    before = len(snowflake_spy.statements)
+    # On an existing schema nothing needs a CREATE privilege (Snowflake checks CREATE SCHEMA even
+    # for CREATE SCHEMA IF NOT EXISTS on an existing schema).
+    rerun_created = migrate(settings)
+    rerun = [s.sql for s in snowflake_spy.statements[before:]]
+    assert rerun and [s for s in rerun if DDL.match(s)] == []
+    assert rerun_created == []
+    schema = f"SOPHIA_AI.{settings.snowflake_schema}"
+    # (fakesnow creates the schema named at login, so CREATE SCHEMA is not needed here; on Snowflake
+    # migrate sends it when INFORMATION_SCHEMA.SCHEMATA does not list the schema.)
+    assert created[-3:] == [f"{schema}.GONG_WEBHOOK_EVENTS", f"{schema}.GONG_CALL_TRANSCRIPTS",
+                            f"{schema}.GONG_CALLS_EXTENSIVE"]
+    assert len(first_run) == len(created)
+    assert sf_query(f"SELECT COUNT(*) FROM {schema}.GONG_WEBHOOK_EVENTS") == [(0,)]
+
+
+def test_missing_tables_pause_loading_and_are_reported(
+    make_settings, start_app, signer, redis_server, event_count, sf_query, caplog, monkeypatch
+):
+    monkeypatch.setattr(loader_module, "SCHEMA_RECHECK_SECONDS", 0.3, raising=False)
+    settings = make_settings(migrate_schema=False)
+    r = redis_server.client()
+    with caplog.at_level(logging.INFO, logger="webhook_app"):
+        app = start_app(settings)
+        assert app.post(*signer.signed(call_payload("52001"))).status_code == 202
+        wait_for(lambda: _ready(app).get("snowflake_missing_tables") == ["GONG_WEBHOOK_EVENTS"], 20,
+                 what="the missing table on /ready")
+        assert _sample(app, "gong_webhook_snowflake_missing_tables") == 1.0
+        errors = [rec for rec in caplog.records if rec.getMessage() == "snowflake tables missing, loading paused"]
+        assert errors and errors[0].levelno == logging.ERROR
+        assert "gong-webhook-loader migrate" in errors[0].__dict__["error"]
+        # Nothing was taken from the stream, so nothing drifts towards the dead-letter stream.
+        assert r.xlen(settings.redis_stream) == 1
+        assert r.xpending(settings.redis_stream, "snowflake-loader")["pending"] == 0
+        assert _sample(app, 'gong_webhook_snowflake_errors_total{kind="data"}') == 0.0
+
+        migrate(settings)
+        wait_rows(event_count, settings, 1)
+        wait_for(lambda: _ready(app).get("snowflake_missing_tables") == [], 10, what="/ready clear again")
+        assert _sample(app, "gong_webhook_snowflake_missing_tables") == 0.0
+        assert any(rec.getMessage() == "snowflake tables present, loading resumes" for rec in caplog.records)
+
+        # Dropped while running: the batch is held (not bisected into the DLQ) until it is back.
+        table = f"SOPHIA_AI.{settings.snowflake_schema}.GONG_WEBHOOK_EVENTS"
+        sf_query(f"DROP TABLE {table}")
+        assert app.post(*signer.signed(call_payload("52002"))).status_code == 202
+        wait_for(lambda: _ready(app).get("snowflake_missing_tables") == ["GONG_WEBHOOK_EVENTS"], 20,
+                 what="the dropped table on /ready")
+        assert r.xlen(f"{settings.redis_stream}:dlq") == 0
+        migrate(settings)
+        wait_rows(event_count, settings, 1)
+        wait_for(lambda: r.xlen(settings.redis_stream) == 0, 20, what="the held event loaded and acknowledged")
+        assert sf_query(f"SELECT CALL_ID FROM {table}") == [("52002",)]
+        assert _sample(app, 'gong_webhook_snowflake_errors_total{kind="data"}') == 0.0
+        assert r.xlen(f"{settings.redis_stream}:dlq") == 0
+
+
+def test_ready_reports_tables_a_standalone_loader_found_missing(make_settings, start_app, redis_server):
+    """/ready reads the report from Redis, so it also shows what a separate gong-webhook-loader found."""
+    settings = make_settings(migrate_schema=False)
+    app = start_app(settings, run_loader=False)
+    assert _ready(app)["snowflake_missing_tables"] == []
+    redis_server.client().set(f"{settings.redis_stream}:snowflake-status",
+                              b'{"missing_tables":["GONG_CALL_TRANSCRIPTS"],"consumer":"x"}', ex=60)
+    body = httpx.get(app.url + "/ready").json()
+    assert body["status"] == "ready" and body["snowflake_missing_tables"] == ["GONG_CALL_TRANSCRIPTS"]
