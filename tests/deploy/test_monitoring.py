@@ -153,6 +153,53 @@ def test_promtool_unit_tests_fire_the_dlq_not_ready_budget_and_operator_unhealth
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
+def test_promtool_unit_tests_fire_the_gong_auth_and_missing_tables_alerts(tmp_path: Path) -> None:
+    """Refused Gong credentials (issue 10 #6b) and missing Snowflake tables (#3) page someone: both
+    last until a person fixes them, and meanwhile enrichment / loading waits."""
+    promtool = shutil.which("promtool")
+    assert promtool
+    doc = yaml.safe_load(RULES.read_text())
+    (tmp_path / "rules.yaml").write_text(yaml.safe_dump({"groups": doc["spec"]["groups"]}))
+
+    def expected(alert: str, namespace: str, severity: str) -> dict[str, object]:
+        return {"exp_labels": {"severity": severity, "namespace": namespace, "service": "gong"},
+                "exp_annotations": {k: v.replace("{{ $labels.namespace }}", namespace)
+                                    for k, v in _annotations(alert).items()}}
+
+    tests = {
+        "rule_files": ["rules.yaml"],
+        "evaluation_interval": "1m",
+        "tests": [{
+            "interval": "1m",
+            "input_series": [
+                # sales: pod a refused from 2m on, pod b never asked Gong; ops: refused for 5m, then fixed.
+                {"series": 'gong_webhook_gong_api_auth_failing{namespace="sales",service="gong",pod="a"}',
+                 "values": "0 0 1x30"},
+                {"series": 'gong_webhook_gong_api_auth_failing{namespace="sales",service="gong",pod="b"}',
+                 "values": "0x32"},
+                {"series": 'gong_webhook_gong_api_auth_failing{namespace="ops",service="gong",pod="c"}',
+                 "values": "1x5 0x27"},
+                # sales: the events table missing from 1m on; ops: migrate ran after 3m.
+                {"series": 'gong_webhook_snowflake_missing_tables{namespace="sales",service="gong",pod="a"}',
+                 "values": "0 1x30"},
+                {"series": 'gong_webhook_snowflake_missing_tables{namespace="ops",service="gong",pod="c"}',
+                 "values": "1 1 1 0x29"},
+            ],
+            "alert_rule_test": [
+                {"eval_time": "11m", "alertname": "GongWebhookGongApiAuthFailing", "exp_alerts": []},
+                {"eval_time": "13m", "alertname": "GongWebhookGongApiAuthFailing",
+                 "exp_alerts": [expected("GongWebhookGongApiAuthFailing", "sales", "warning")]},
+                {"eval_time": "5m", "alertname": "GongWebhookSnowflakeTablesMissing", "exp_alerts": []},
+                {"eval_time": "7m", "alertname": "GongWebhookSnowflakeTablesMissing",
+                 "exp_alerts": [expected("GongWebhookSnowflakeTablesMissing", "sales", "critical")]},
+            ],
+        }],
+    }
+    (tmp_path / "tests.yaml").write_text(yaml.safe_dump(tests))
+    proc = subprocess.run([promtool, "test", "rules", "tests.yaml"], cwd=tmp_path, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
 def _annotations(alert: str) -> dict[str, str]:
     doc = yaml.safe_load(RULES.read_text())
     for g in doc["spec"]["groups"]:
