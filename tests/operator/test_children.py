@@ -183,3 +183,15 @@ def test_ingress_routes_only_the_webhook_path(owner):
     # `/` was the old default and is stored in existing objects: it means the default now.
     assert paths(ingress={"path": "/"}) == [(contract.WEBHOOK_PATH, "Exact")]
     assert paths(ingress={"path": "/gong"}) == [("/gong", "Prefix")]
+
+
+def test_pods_drain_before_they_stop_and_say_why_they_exit(owner):
+    """A terminating pod keeps serving until the Service's endpoints have moved on (the rotation test in
+    tests/node got connection errors without the pause), within its grace period; a crash at start shows
+    the app's own last lines as the termination message."""
+    pod = _kids(make_spec(), owner)["Deployment"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["lifecycle"] == {"preStop": {"sleep": {"seconds": ch.PRESTOP_SLEEP_SECONDS}}}
+    assert ch.PRESTOP_SLEEP_SECONDS >= 3
+    assert pod["terminationGracePeriodSeconds"] >= ch.PRESTOP_SLEEP_SECONDS + 30  # + uvicorn's graceful 30 s
+    assert container["terminationMessagePolicy"] == "FallbackToLogsOnError"
