@@ -228,11 +228,18 @@ class SnowflakeSink:
         # INFORMATION_SCHEMA lists only the tables the session's role has a privilege on, so a
         # missing grant shows up here too. Unquoted identifiers are stored upper-case.
         placeholders = ",".join("?" * len(tables))
-        cur.execute(
-            f"SELECT TABLE_NAME FROM {self._settings.snowflake_database}.INFORMATION_SCHEMA.TABLES "  # noqa: S608
-            f"WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ({placeholders})",
-            [self._settings.snowflake_schema.upper(), *tables],
-        )
+        try:
+            cur.execute(
+                f"SELECT TABLE_NAME FROM {self._settings.snowflake_database}.INFORMATION_SCHEMA.TABLES "  # noqa: S608
+                f"WHERE TABLE_SCHEMA = ? AND TABLE_NAME IN ({placeholders})",
+                [self._settings.snowflake_schema.upper(), *tables],
+            )
+        except sf_errors.ProgrammingError as exc:
+            # 2003: "Database ... does not exist or not authorized": no table of it can be reached
+            # either, and waiting will not change that; anything else is the caller's to classify.
+            if getattr(exc, "errno", None) == 2003:
+                return list(tables)
+            raise
         found = {str(row[0]).upper() for row in cur.fetchall()}
         return [t for t in tables if t not in found]
 

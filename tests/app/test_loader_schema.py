@@ -10,11 +10,13 @@ from __future__ import annotations
 import logging
 
 import httpx
+from snowflake.connector import errors as sf_errors
 
 from tests.app.app_support import wait_for, wait_rows
 from tests.app.fixtures import migrate
 from tests.app.snowflake_spy import DDL
 from webhook_app import loader as loader_module
+from webhook_app.snowflake_sink import MissingTables, SnowflakeSink
 from webhook_app.testing.gong_sim import call_payload
 
 
@@ -115,3 +117,21 @@ def test_ready_reports_tables_a_standalone_loader_found_missing(make_settings, s
                               b'{"missing_tables":["GONG_CALL_TRANSCRIPTS"],"consumer":"x"}', ex=60)
     body = httpx.get(app.url + "/ready").json()
     assert body["status"] == "ready" and body["snowflake_missing_tables"] == ["GONG_CALL_TRANSCRIPTS"]
+
+
+def test_a_missing_database_is_reported_as_missing_tables(make_settings):
+    """Snowflake answers 002003 "Database ... does not exist or not authorized" to the table check when
+    the role cannot use the database: not transient either, so it counts as every table missing
+    instead of being retried as an outage. (fakesnow creates the database named at login, so it
+    cannot produce this answer; the cursor below gives the connector's own error object.)"""
+
+    class RefusingCursor:
+        def execute(self, sql: str, params: object = None) -> None:
+            raise sf_errors.ProgrammingError(
+                msg="Database 'NO_SUCH_DB' does not exist or not authorized.", errno=2003, sqlstate="02000")
+
+    settings = make_settings(migrate_schema=False, SNOWFLAKE_DATABASE="NO_SUCH_DB")
+    sink = SnowflakeSink(settings)
+    assert sink._missing_tables(RefusingCursor(), ["GONG_WEBHOOK_EVENTS"]) == ["GONG_WEBHOOK_EVENTS"]
+    err = MissingTables("NO_SUCH_DB.GONG_WEBHOOKS", ["GONG_WEBHOOK_EVENTS"])
+    assert err.transient is False and "gong-webhook-loader migrate" in str(err)
