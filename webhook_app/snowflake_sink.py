@@ -142,7 +142,9 @@ def load_private_key(pem: str) -> bytes:
 # table, a revoked grant, a suspended warehouse, an expired session. Treating them as row errors
 # would push every event into the dead-letter stream; instead the loader waits and reconnects,
 # and the new connection's table check reports a dropped table as MissingTables.
-_SYSTEMIC_ERRNOS = frozenset({2003, 3001, 606, 604, 390112, 390114})
+# 630: "Statement reached its statement or warehouse timeout ... and was canceled": the session timeouts
+# this module sets (see _connect_kwargs) must hold the batch, not bisect it towards the DLQ.
+_SYSTEMIC_ERRNOS = frozenset({2003, 3001, 606, 604, 630, 390112, 390114})
 
 
 def _classify(exc: Exception) -> SinkError:

@@ -135,3 +135,17 @@ def test_a_missing_database_is_reported_as_missing_tables(make_settings):
     assert sink._missing_tables(RefusingCursor(), ["GONG_WEBHOOK_EVENTS"]) == ["GONG_WEBHOOK_EVENTS"]
     err = MissingTables("NO_SUCH_DB.GONG_WEBHOOKS", ["GONG_WEBHOOK_EVENTS"])
     assert err.transient is False and "gong-webhook-loader migrate" in str(err)
+
+
+def test_a_statement_timeout_holds_the_batch_instead_of_blaming_the_rows():
+    """The loader sets STATEMENT_TIMEOUT_IN_SECONDS / STATEMENT_QUEUED_TIMEOUT_IN_SECONDS; Snowflake's
+    cancellation (000630) is about the warehouse, so it is transient: held and retried, never bisected
+    into the dead-letter stream."""
+    from webhook_app.snowflake_sink import _classify
+
+    err = sf_errors.ProgrammingError(
+        msg="Statement reached its statement or warehouse timeout of 60 second(s) and was canceled.",
+        errno=630, sqlstate="57014")
+    assert _classify(err).transient is True
+    refused = sf_errors.ProgrammingError(msg="Numeric value 'x' is not recognized", errno=100038, sqlstate="22018")
+    assert _classify(refused).transient is False
