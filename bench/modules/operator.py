@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import ROOT, percentile, wait_for
+from bench.common import PUBLIC_URL, ROOT, percentile, wait_for
 from bench.opcluster import IdentityRequests, LocalCluster, RawWatch
 from tests.support.operator_process import (
     OPERATOR_SUBRESOURCES,
@@ -75,14 +75,22 @@ BENCH_NODE = "gong-bench-node-0"
 # not a random number generator. kwok still drives every pod through Pending -> Running -> Ready.
 KWOK_NO_DELAY = {f"{stage}.stage.kwok.x-k8s.io/{what}": "0s"
                  for stage in ("pod-create", "pod-ready") for what in ("delay", "jitter-delay")}
+# jwt mode (the default) needs the public URL (a CEL rule refuses the CR without it or an Ingress host),
+# and the operator runs the app's start-up checks over the rendered env before rolling pods (InvalidConfig
+# otherwise): the source Secret carries a real RSA public key (config/samples/source-secret.yaml's example,
+# private key discarded) and the Snowflake credentials the in-process loader requires.
 CR_SPEC: dict[str, Any] = {
     "replicas": 1,
+    "gong": {"publicUrl": PUBLIC_URL},
     "autoscaling": {"enabled": False},
     "disruptionBudget": {"enabled": False},
     "pod": {"nodeSelector": {"kubernetes.io/hostname": BENCH_NODE}, "annotations": KWOK_NO_DELAY},
     "secrets": {"sourceRef": {"name": "gong-credentials"}},
 }
-SOURCE = {"GONG_API_KEY": "bench-key", "GONG_API_SECRET": "bench-secret-value", "GONG_WEBHOOK_PUBLIC_KEYS": "pk",
+SAMPLE_SOURCE_SECRET = ROOT / "config" / "samples" / "source-secret.yaml"
+EXAMPLE_PUBLIC_KEY = str(yaml.safe_load(SAMPLE_SOURCE_SECRET.read_text())["stringData"]["GONG_WEBHOOK_PUBLIC_KEYS"])
+SOURCE = {"GONG_API_KEY": "bench-key", "GONG_API_SECRET": "bench-secret-value",
+          "GONG_WEBHOOK_PUBLIC_KEYS": EXAMPLE_PUBLIC_KEY,
           "SNOWFLAKE_ACCOUNT": "bench", "SNOWFLAKE_USER": "bench", "SNOWFLAKE_PASSWORD": "bench-password"}
 DEFAULT_RESYNC_S = 60.0
 SECRETS_WRITER_BINDING = ROOT / "config" / "rbac" / "namespaced" / "secrets_writer_role_binding.yaml"
@@ -172,14 +180,15 @@ def namespace_rbac(namespace: str) -> list[dict[str, Any]]:
 
 def bench_node() -> dict[str, Any]:
     """A kwok node with room for every bench pod: the devcluster's two nodes hold 110 pods each, and the
-    CR's default requests (250m CPU) would fill a 64-CPU node at 256 pods."""
+    CR's default requests (250m CPU) would fill a 64-CPU node at 256 pods. The app's pods request
+    ephemeral-storage (128Mi each): a node without it in allocatable fits none (they stay Pending)."""
     return {"apiVersion": "v1", "kind": "Node",
             "metadata": {"name": BENCH_NODE,
                          "annotations": {"kwok.x-k8s.io/node": "fake", "node.alpha.kubernetes.io/ttl": "0"},
                          "labels": {"kubernetes.io/hostname": BENCH_NODE, "kubernetes.io/os": "linux",
                                     "kubernetes.io/arch": "amd64", "type": "kwok"}},
-            "status": {"allocatable": {"cpu": "2000", "memory": "16Ti", "pods": "2000"},
-                       "capacity": {"cpu": "2000", "memory": "16Ti", "pods": "2000"}}}
+            "status": {"allocatable": {"cpu": "2000", "memory": "16Ti", "pods": "2000", "ephemeral-storage": "16Ti"},
+                       "capacity": {"cpu": "2000", "memory": "16Ti", "pods": "2000", "ephemeral-storage": "16Ti"}}}
 
 
 def reconciles_by_trigger(before: dict[str, float], after: dict[str, float]) -> dict[str, int]:
