@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key, public_key_b64
+from tests.support.gong import GongSigner, call_payload, new_private_key, public_key_b64
 
 VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent

@@ -32,6 +32,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
+# The Gong stand-in (signing, payloads) and the real node's helpers live with the tests (tests/support/).
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 STATE = Path(os.environ.get("DEMO_DIR", ROOT / ".demo")).resolve()
 PIDS = STATE / "pids"
 LOGS = STATE / "logs"
@@ -265,7 +268,6 @@ def start_backends(env: dict[str, str]) -> None:
         return
     step(f"Redis as a pod behind Service redis (AOF always); fakesnow on the host ({GATEWAY}:{FAKESNOW_PORT}) behind "
          "Service snowflake")
-    sys.path.insert(0, str(ROOT))
     from tests.support import node
 
     class Kube:
@@ -301,7 +303,7 @@ def start_local_backends() -> None:
 def create_webhook(env: dict[str, str]) -> None:
     from cryptography.hazmat.primitives import serialization
 
-    from webhook_app.testing.gong_sim import new_private_key, public_key_b64
+    from tests.support.gong import new_private_key, public_key_b64
 
     step("generate a Gong-style RSA key pair and the source Secret; apply the GongWebhook")
     key_file = STATE / "gong-rule-private-key.pem"
@@ -448,7 +450,7 @@ def send(n: int, with_bad: bool = True) -> dict[str, int]:
     import httpx
     from cryptography.hazmat.primitives import serialization
 
-    from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key
+    from tests.support.gong import GongSigner, call_payload, new_private_key
 
     key = serialization.load_pem_private_key((STATE / "gong-rule-private-key.pem").read_bytes(), password=None)
     signer = GongSigner(key, Target.public_url)  # type: ignore[arg-type]

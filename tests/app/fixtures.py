@@ -16,12 +16,12 @@ import pytest
 from tests import secret_scan
 from tests.app.app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer, free_port
 from tests.app.snowflake_spy import SnowflakeSpy
+from tests.support.gong import GongSigner, new_private_key, public_key_b64
+from tests.support.gong_api_standin import GongApiStandIn
 from webhook_app.api import create_app
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings, load_settings
 from webhook_app.snowflake_sink import SnowflakeSink
-from webhook_app.testing.gong_api_standin import GongApiStandIn
-from webhook_app.testing.gong_sim import GongSigner, new_private_key, public_key_b64
 
 PUBLIC_URL = "https://hooks.example.com/webhooks/gong"
 

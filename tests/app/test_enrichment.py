@@ -11,14 +11,14 @@ import orjson
 
 from tests.app.app_support import AppProcess, wait_for
 from tests.app.fixtures import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
+from tests.support.gong import call_payload
+from tests.support.gong_api_standin import EXTENSIVE_PATH, TRANSCRIPT_PATH
 from webhook_app import streams
 from webhook_app.gong_client import GongClient
 from webhook_app.metrics import Metrics
 from webhook_app.rate_limit import RedisTokenBucket
 from webhook_app.redis_conn import make_client
 from webhook_app.snowflake_sink import ExtensiveRow, SnowflakeSink
-from webhook_app.testing.gong_api_standin import EXTENSIVE_PATH, TRANSCRIPT_PATH
-from webhook_app.testing.gong_sim import call_payload
 
 
 def test_two_loaders_with_enrichment_respect_the_rate_limit(

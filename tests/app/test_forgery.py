@@ -11,7 +11,7 @@ import jwt
 import orjson
 import pytest
 
-from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key, public_key_b64
+from tests.support.gong import GongSigner, call_payload, new_private_key, public_key_b64
 
 BODY = orjson.dumps(call_payload("9000000000000000001"))
 UNKNOWN_KEY = new_private_key()

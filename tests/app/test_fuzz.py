@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from webhook_app.testing.gong_sim import GongSigner, new_private_key
+from tests.support.gong import GongSigner, new_private_key
 
 STRANGER = new_private_key()
 AUTH_KINDS = [

@@ -11,8 +11,8 @@ import time
 
 from tests.app.app_support import wait_for, wait_rows
 from tests.app.fixtures import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
+from tests.support.gong import call_payload
 from webhook_app import streams
-from webhook_app.testing.gong_sim import call_payload
 
 
 def _sample(app, name: str) -> float:

@@ -20,6 +20,8 @@ import redis.asyncio as aioredis
 
 from tests.app.app_support import AppProcess, free_port, wait_for
 from tests.app.fixtures import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
+from tests.support.gong import call_payload
+from tests.support.gong_api_standin import TRANSCRIPT_PATH
 from webhook_app import streams
 from webhook_app.enrich import Enricher
 from webhook_app.gong_client import GongClient
@@ -28,8 +30,6 @@ from webhook_app.rate_limit import AcquireInterrupted, DailyBudget, RedisTokenBu
 from webhook_app.redis_conn import make_client
 from webhook_app.settings import AppSettings
 from webhook_app.snowflake_sink import SnowflakeSink
-from webhook_app.testing.gong_api_standin import TRANSCRIPT_PATH
-from webhook_app.testing.gong_sim import call_payload
 
 DAY = 86_400
 BUDGET_WARNING = "Gong API daily budget spent, enrichment waits for the next day"

@@ -8,11 +8,11 @@ from typing import Any
 import pytest
 
 from tests.app.app_support import free_port
+from tests.support.gong_api_standin import EXTENSIVE_PATH, GongApiStandIn
 from webhook_app.gong_client import CONTENT_SELECTOR, GongClient, extensive_page, transcripts_page
 from webhook_app.metrics import Metrics
 from webhook_app.rate_limit import RedisTokenBucket
 from webhook_app.redis_conn import make_client
-from webhook_app.testing.gong_api_standin import EXTENSIVE_PATH, GongApiStandIn
 
 ACCESS_KEY = "gong-access-key-ext-1357"
 ACCESS_SECRET = "gong-access-secret-ext-2468"

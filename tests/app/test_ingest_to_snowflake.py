@@ -8,7 +8,7 @@ import time
 import httpx
 
 from tests.app.app_support import wait_for, wait_rows
-from webhook_app.testing.gong_sim import call_payload
+from tests.support.gong import call_payload
 
 
 def test_signed_webhook_is_queryable_in_snowflake_within_5s(make_settings, start_app, signer, sf_query, redis_server):
@@ -44,7 +44,7 @@ def test_signed_webhook_is_queryable_in_snowflake_within_5s(make_settings, start
 
 
 def test_bearer_prefix_and_pem_key_are_accepted(make_settings, start_app, signer, gong_key):
-    from webhook_app.testing.gong_sim import public_key_pem
+    from tests.support.gong import public_key_pem
 
     settings = make_settings(GONG_WEBHOOK_PUBLIC_KEYS=public_key_pem(gong_key))
     app = start_app(settings, run_loader=False)

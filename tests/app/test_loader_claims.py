@@ -15,13 +15,13 @@ from collections import Counter
 import orjson
 
 from tests.app.app_support import wait_for
+from tests.support.gong import call_payload
 from webhook_app import streams
 from webhook_app.enqueue import Enqueuer, Event
 from webhook_app.loader import Loader
 from webhook_app.metrics import Metrics
 from webhook_app.redis_conn import make_client
 from webhook_app.snowflake_sink import SnowflakeSink
-from webhook_app.testing.gong_sim import call_payload
 
 
 async def _enqueue(settings, call_ids: list[str]) -> None:

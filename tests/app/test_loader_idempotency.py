@@ -11,7 +11,7 @@ from __future__ import annotations
 import subprocess
 
 from tests.app.app_support import VENV_BIN, wait_for, wait_rows
-from webhook_app.testing.gong_sim import call_payload
+from tests.support.gong import call_payload
 
 
 def test_re_added_entries_do_not_duplicate_rows(

@@ -15,9 +15,9 @@ from snowflake.connector import errors as sf_errors
 from tests.app.app_support import wait_for, wait_rows
 from tests.app.fixtures import migrate
 from tests.app.snowflake_spy import DDL
+from tests.support.gong import call_payload
 from webhook_app import loader as loader_module
 from webhook_app.snowflake_sink import MissingTables, SnowflakeSink
-from webhook_app.testing.gong_sim import call_payload
 
 
 def _ready(app) -> dict:

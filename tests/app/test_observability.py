@@ -12,9 +12,9 @@ import pytest
 
 from tests.app.app_support import AppProcess, RedisServer, free_port, wait_for
 from tests.app.fixtures import migrate
+from tests.support.gong import call_payload
+from tests.support.gong_api_standin import GongApiStandIn
 from webhook_app.settings import load_settings
-from webhook_app.testing.gong_api_standin import GongApiStandIn
-from webhook_app.testing.gong_sim import call_payload
 
 METRIC_NAMES = [
     "gong_webhook_http_requests_total",

@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from tests.app.app_support import free_port
-from webhook_app.testing.gong_sim import call_payload
+from tests.support.gong import call_payload
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ worker thread (real process, real cluster).
 
 The real console script `gong-webhook-operator` runs as its ServiceAccount. A GongWebhook's Pulumi ESC
 `apiUrl` points at a local server that accepts the connection and sends its response one byte every
-half second, forever (tests/operator/esc_standin.py `TricklingServer`). httpx's 10-second timeout is
+half second, forever (tests/support/esc_standin.py `TricklingServer`). httpx's 10-second timeout is
 per read, so only the ESC client's total deadline (`--esc-deadline-seconds`) ends such a call:
 
 * with a deadline far beyond the test (600 s) the reconcile's worker thread is stuck — the kind of
@@ -33,8 +33,8 @@ import pytest
 
 from tests import secret_scan
 from tests.cluster.conftest import apply_yaml, condition, gongwebhook, kube_json, wait_for
-from tests.operator.esc_standin import TricklingServer
-from tests.operator.esc_standin import ca_file as esc_ca_file
+from tests.support.esc_standin import TricklingServer
+from tests.support.esc_standin import ca_file as esc_ca_file
 from tests.support.operator_process import free_port
 
 pytestmark = pytest.mark.cluster

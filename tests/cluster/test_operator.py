@@ -33,7 +33,7 @@ from tests.cluster.conftest import (
     wait_ready,
 )
 from tests.operator.conftest import EXAMPLE_PUBLIC_KEY
-from tests.operator.esc_standin import EscState, env_vars, serve
+from tests.support.esc_standin import EscState, env_vars, serve
 from tests.support.operator_process import SA_USER, apiserver_writes
 
 pytestmark = pytest.mark.cluster

@@ -13,8 +13,8 @@ from typing import Any
 import httpx
 
 from tests.app.app_support import wait_for
+from tests.support.gong import GongSigner, call_payload
 from webhook_app.settings import AppSettings
-from webhook_app.testing.gong_sim import GongSigner, call_payload
 
 
 class WebhookLoad:

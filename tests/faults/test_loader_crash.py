@@ -10,9 +10,9 @@ import redis
 
 from tests.app.app_support import AppProcess, free_port, wait_for
 from tests.faults.load import assert_no_data_errors
+from tests.support.gong import call_payload
 from webhook_app.enqueue import Enqueuer, Event
 from webhook_app.redis_conn import make_client
-from webhook_app.testing.gong_sim import call_payload
 
 N = 400
 

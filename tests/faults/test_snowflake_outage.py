@@ -24,7 +24,7 @@ from tests.faults.load import (
     metric,
     wait_loaded,
 )
-from webhook_app.testing.gong_sim import call_payload
+from tests.support.gong import call_payload
 
 OUTAGE_SECONDS = 30
 TRANSIENT_ERRORS = 'gong_webhook_snowflake_errors_total{kind="transient"}'

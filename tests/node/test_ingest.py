@@ -17,9 +17,9 @@ from tests import secret_scan
 from tests.app.app_support import FakesnowServer
 from tests.faults.load import WebhookLoad, assert_exactly_once
 from tests.support import node as n
+from tests.support.gong import GongSigner, call_payload, new_private_key, public_key_pem
 from webhook_app.settings import AppSettings, load_settings
 from webhook_app.snowflake_sink import SnowflakeSink
-from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key, public_key_pem
 
 # The sample's Ingress host with TLS: the URL Gong signs, rendered into the app's config by the operator.
 PUBLIC_URL = "https://gong-webhooks.example.com/webhooks/gong"

@@ -12,7 +12,7 @@ import pytest
 
 from gong_operator import spec as s
 from gong_operator.pulumi_esc import EscDeadlineExceeded, EscError, to_credentials, unwrap
-from tests.operator.esc_standin import EscState, TricklingServer, serve, standin_source
+from tests.support.esc_standin import EscState, TricklingServer, serve, standin_source
 
 TOKEN = "pul-test-token"
 ENV_PROPS = {

@@ -16,7 +16,7 @@ from gong_operator.secret_sync import (
     sync,
 )
 from tests.operator.conftest import make_spec
-from tests.operator.esc_standin import TricklingServer, standin_source
+from tests.support.esc_standin import TricklingServer, standin_source
 
 FULL = {"GONG_API_KEY": "k", "GONG_API_SECRET": "topsecret", "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
         "GONG_WEBHOOK_PUBLIC_KEYS": "pk", "UNRELATED": "x"}
@@ -123,7 +123,7 @@ def test_esc_api_url_must_be_https():
 
 
 def test_esc_host_outside_the_operators_allowlist_gets_no_token():
-    from tests.operator.esc_standin import EscState, serve, standin_source
+    from tests.support.esc_standin import EscState, serve, standin_source
 
     state = EscState(token="pul-allow-token", org="acme", project="default", env="prod", properties={})
     with serve(state) as url:

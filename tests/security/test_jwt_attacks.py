@@ -26,7 +26,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.x509.oid import NameOID
 
-from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key
+from tests.support.gong import GongSigner, call_payload, new_private_key
 
 pytestmark = pytest.mark.redis
 ATTACKER = new_private_key()

@@ -24,8 +24,8 @@ from cryptography.hazmat.primitives import serialization
 
 from tests import secret_scan
 from tests.app.app_support import AppProcess, RedisServer, TcpProxy, free_port, wait_for
-from webhook_app.testing.gong_api_standin import GongApiStandIn
-from webhook_app.testing.gong_sim import call_payload, new_private_key
+from tests.support.gong import call_payload, new_private_key
+from tests.support.gong_api_standin import GongApiStandIn
 
 pytestmark = [pytest.mark.redis, pytest.mark.snowflake]
 

@@ -20,8 +20,8 @@ import orjson
 import pytest
 
 from tests.app.app_support import AppProcess, free_port, wait_for
+from tests.support.gong import GongSigner, call_payload, new_private_key
 from webhook_app import http_limits
-from webhook_app.testing.gong_sim import GongSigner, call_payload, new_private_key
 
 pytestmark = pytest.mark.redis
 DEPTH = 100_000

@@ -30,7 +30,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from tests.operator.esc_standin import ca_file as esc_ca_file
+from tests.support.esc_standin import ca_file as esc_ca_file
 
 SA_NAMESPACE = "gong-system"
 SA_NAME = "gong-webhook-operator"
@@ -163,7 +163,7 @@ class OperatorProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("KUBE")}
         env["KUBECONFIG"] = str(self.kubeconfig)
         env["POD_NAME"] = f"{self.name}-{self.generation}"
-        # The tests' Pulumi ESC stand-in (tests/operator/esc_standin.py) is https on 127.0.0.1 with its own
+        # The tests' Pulumi ESC stand-in (tests/support/esc_standin.py) is https on 127.0.0.1 with its own
         # certificate; the operator calls ESC only over https and only on allowed hosts.
         env["SSL_CERT_FILE"] = str(esc_ca_file())
         cmd = [

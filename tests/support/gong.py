@@ -46,7 +46,7 @@ def call_payload(
     rng: random.Random | None = None,
 ) -> dict[str, Any]:
     """A webhook body shaped like Gong's: callData mirrors the /v2/calls/extensive record."""
-    rng = rng or random.Random()  # noqa: S311 - test data, not security
+    rng = rng or random.Random()
     call_id = call_id or str(rng.randrange(10**17, 10**18))
     started = datetime(2026, 11, 2, 9, 0, tzinfo=UTC) + timedelta(minutes=rng.randrange(0, 60 * 24 * 20))
     user_id = str(rng.randrange(10**17, 10**18))

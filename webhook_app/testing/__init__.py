@@ -1,1 +1,0 @@
-"""Helpers that behave like Gong's side, for tests, the local demo and benchmarks."""
