@@ -1,8 +1,9 @@
 """A small synchronous Kubernetes REST client on top of the official client's ApiClient.
 
-Only what the operator needs: GET, server-side apply, DELETE, merge-patch of status and scale, POST of
-Events and a served-API check. Every write is counted in :mod:`gong_operator.metrics`. Errors become
-:class:`KubeError` carrying the HTTP status and the API server's *message* (never a request body).
+Only what the operator needs: GET, a LIST by labels (the pods of a rollout short of ready), server-side
+apply, DELETE, merge-patch of status and scale, POST of Events and a served-API check. Every write is
+counted in :mod:`gong_operator.metrics`. Errors become :class:`KubeError` carrying the HTTP status and
+the API server's *message* (never a request body).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 import json
 import time
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +46,7 @@ CONFIGMAP = Kind("v1", "ConfigMap", "configmaps")
 SECRET = Kind("v1", "Secret", "secrets")
 SERVICE = Kind("v1", "Service", "services")
 EVENT = Kind("v1", "Event", "events")
+POD = Kind("v1", "Pod", "pods")
 DEPLOYMENT = Kind("apps/v1", "Deployment", "deployments")
 INGRESS = Kind("networking.k8s.io/v1", "Ingress", "ingresses")
 NETWORKPOLICY = Kind("networking.k8s.io/v1", "NetworkPolicy", "networkpolicies")
@@ -149,6 +151,13 @@ class Kube:
                 return None
             raise
         return out
+
+    def list_selected(self, kind: Kind, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
+        """The objects of a kind in a namespace carrying all these labels (one LIST, one page: used for
+        the pods of one Deployment, which are bounded by its replica count)."""
+        selector = ",".join(f"{key}={value}" for key, value in labels.items())
+        out = self.request("GET", kind.path(namespace), query={"labelSelector": selector})
+        return list((out or {}).get("items") or [])
 
     def apply(self, manifest: dict[str, Any], *, field_manager: str | None = None) -> dict[str, Any]:
         """Server-side apply with the operator's field manager (or another one), forcing conflicts."""

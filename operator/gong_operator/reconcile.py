@@ -2,7 +2,8 @@
 
 Flow: CR spec (pydantic) -> credentials (secret_sync) -> desired manifests (children, pure) ->
 compare with live (diff) -> server-side apply only what differs (kube) -> delete switched-off
-children -> observe the Deployment -> status (only PATCHed when it changed) + Events.
+children -> observe the Deployment (and its pods, only while the rollout is short of ready) -> status
+(only PATCHed when it changed) + Events.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ log = logging.getLogger("gong_operator.reconcile")
 GW = k.Kind(s.API_VERSION, s.KIND, s.PLURAL)
 # Holds a Deployment's spec.replicas from the moment the operator stops applying it (autoscaling on).
 REPLICAS_HANDOVER_MANAGER = f"{ch.MANAGER}-replicas-handover"
+# While a rollout is short of ready and no pod is failing yet, look again this soon: a container that
+# starts crash-looping changes no Deployment field (no watch event), and the resync may be a minute off.
+POD_RECHECK_SECONDS = 10.0
 
 
 @dataclass
@@ -196,11 +200,22 @@ class Reconciler:
 
         # 4. status
         rollout = st.Rollout.from_deployment(live_deployment)
+        pods_failing = None
+        if rollout.needs_pod_check and not out.error and invalid_config is None:
+            pods_failing, listed = self._pods_failing(owner, result)
+            if listed and pods_failing is None:
+                out.requeue_after = min(out.requeue_after or POD_RECHECK_SECONDS, POD_RECHECK_SECONDS)
         minimum = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.effective_replicas
         conds = st.workload_conditions(rollout, secrets_ok=result.ok, suspended=False, error=out.error,
-                                       minimum=minimum, invalid_config=invalid_config)
+                                       minimum=minimum, invalid_config=invalid_config, pods_failing=pods_failing)
         if invalid_config is not None and _condition_message(old_conditions, st.DEGRADED) != conds[2].message:
             self.events.post(body, "Warning", st.INVALID_CONFIG, conds[2].message)
+        prev_degraded = st.find(old_conditions, st.DEGRADED)
+        if conds[2].reason == st.PODS_FAILING and (prev_degraded or {}).get("reason") != st.PODS_FAILING:
+            # Once per transition: the crash loop's later reconciles (and a message that moves to
+            # another pod) post nothing more.
+            self.events.post(body, "Warning", st.PODS_FAILING, conds[2].message)
+            log.warning("pods of %s/%s are failing: %s", owner.namespace, owner.name, conds[2].message)
         conds.append(st.Cond(st.SECRETS_SYNCED, "True" if result.ok else "False", result.reason, result.message))
         conds.append(self._monitoring_condition(spec, sm_served))
         new_status = self._status(body, spec, owner, old_conditions, conds, rollout, result, digest, generation)
@@ -210,6 +225,22 @@ class Reconciler:
         return out
 
     # ------------------------------------------------------------------ pieces
+
+    def _pods_failing(self, owner: ch.Owner, result: SyncResult) -> tuple[str | None, bool]:
+        """(the first failing container of the Deployment's pods, whether the pods could be listed).
+
+        One LIST by the Deployment's selector labels. A refused or failed read only loses the detail
+        (the status falls back to the replica counts): it is logged, not a reconcile error, since the
+        workload itself was applied."""
+        try:
+            pods = self.kube.list_selected(k.POD, owner.namespace, ch.selector_labels(owner))
+        except k.KubeError as e:
+            metrics.RECONCILE_ERRORS.labels(stage="pods").inc()
+            log.warning("cannot list the pods of %s/%s: %s %s", owner.namespace, owner.name, e.status, e.reason)
+            return None, False
+        # The container's message is the tail of its log: blank out any synced credential value in it.
+        values = [v.decode("utf-8", "replace") for v in (result.data or {}).values()]
+        return st.pod_failure(pods, redact=values), True
 
     def _apply_one(self, body: Mapping[str, Any], manifest: dict[str, Any], out: Outcome) -> dict[str, Any] | None:
         kind = k.KINDS[manifest["kind"]]

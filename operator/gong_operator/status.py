@@ -7,7 +7,7 @@ identical status and the operator skips the PATCH.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,6 +19,19 @@ MONITORING = "MonitoringConfigured"
 CONDITION_TYPES = (READY, PROGRESSING, DEGRADED, SECRETS_SYNCED, MONITORING)
 # Reason of Ready/Progressing/Degraded when the app would refuse the rendered configuration.
 INVALID_CONFIG = "InvalidConfig"
+# Reason of Ready/Degraded when a container of the Deployment's pods cannot start or keeps exiting.
+PODS_FAILING = "PodsFailing"
+# Waiting reasons of a container that will not start by itself (the kubelet's own names). Others
+# (ContainerCreating, PodInitializing) are a pod on its way up.
+FAILING_WAIT_REASONS = frozenset({
+    "CrashLoopBackOff", "CreateContainerConfigError", "CreateContainerError", "RunContainerError",
+    "ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName",
+})
+# A condition message is read in `kubectl get`/`describe`; the termination message can be 4 KiB.
+POD_MESSAGE_LIMIT = 300
+# Credential values shorter than this are not blanked out of pod messages: replacing a 1-3 character
+# value would garble ordinary words, and no real credential is that short.
+REDACT_MIN_LENGTH = 4
 
 
 def now_rfc3339() -> str:
@@ -94,10 +107,78 @@ class Rollout:
         return (self.exists and self.observed_current and self.available
                 and self.updated == self.desired and self.ready == self.desired and self.desired > 0)
 
+    @property
+    def needs_pod_check(self) -> bool:
+        """Whether the pods are worth a read to say why the rollout is short of ready. Not for a
+        complete rollout (an idle healthy reconcile costs no extra read), nor before the Deployment
+        controller reported (no pods yet), nor at zero replicas."""
+        return self.exists and self.observed and self.desired > 0 and not self.complete
+
+
+def pod_failure(pods: Sequence[Mapping[str, Any]], *, redact: Iterable[str] = ()) -> str | None:
+    """The first failing container of the current pods, in the container's own words, or None.
+
+    Failing: waiting for a reason in FAILING_WAIT_REASONS, exited with a non-zero code, or restarted
+    after one and not ready (a crash loop between two back-offs). A ready container's earlier crash
+    is history. Terminating and finished (evicted) pods are not current. Pods are taken by name, so
+    the same world gives the same message and the status is not rewritten on every reconcile (no
+    restart counts either, for the same reason). ``redact``: values (the synced credentials) blanked
+    out of the container's message, which is the tail of its log (FallbackToLogsOnError).
+    """
+    secrets = sorted((v for v in redact if len(v) >= REDACT_MIN_LENGTH), key=len, reverse=True)
+    for pod in sorted(pods, key=lambda p: str((p.get("metadata") or {}).get("name", ""))):
+        meta, status = pod.get("metadata") or {}, pod.get("status") or {}
+        if meta.get("deletionTimestamp") or status.get("phase") in ("Succeeded", "Failed"):
+            continue
+        for cs in [*(status.get("initContainerStatuses") or []), *(status.get("containerStatuses") or [])]:
+            found = _container_failure(cs)
+            if found is None:
+                continue
+            text = f"pod {meta.get('name', '')} container {cs.get('name', '')}: {found}"
+            for value in secrets:
+                text = text.replace(value, "***")
+            return text if len(text) <= POD_MESSAGE_LIMIT else text[:POD_MESSAGE_LIMIT - 1] + "…"
+    return None
+
+
+def _container_failure(cs: Mapping[str, Any]) -> str | None:
+    state, last = cs.get("state") or {}, (cs.get("lastState") or {}).get("terminated") or {}
+    waiting, terminated = state.get("waiting"), state.get("terminated")
+    if waiting is not None:
+        reason = str(waiting.get("reason", ""))
+        if reason not in FAILING_WAIT_REASONS:
+            return None
+        # A crash loop: how the last run ended says more than the back-off (whose message also
+        # changes with every doubling of the delay).
+        if last and (reason == "CrashLoopBackOff" or int(last.get("exitCode", 0) or 0) != 0):
+            return f"{reason}, last {_exit(last)}{_last_line(last.get('message'))}"
+        return f"{reason}{_last_line(waiting.get('message'))}"
+    if terminated is not None:
+        if int(terminated.get("exitCode", 0) or 0) == 0:
+            return None
+        return f"{terminated.get('reason') or 'Error'}, {_exit(terminated)}{_last_line(terminated.get('message'))}"
+    if not cs.get("ready") and int(last.get("exitCode", 0) or 0) != 0:
+        return f"{last.get('reason') or 'Error'}, last {_exit(last)}{_last_line(last.get('message'))}"
+    return None
+
+
+def _exit(terminated: Mapping[str, Any]) -> str:
+    reason = str(terminated.get("reason") or "")
+    # "Error" is the runtime's word for any non-zero exit; other reasons (OOMKilled) say something.
+    return f"exit {terminated.get('exitCode')}" + (f" ({reason})" if reason and reason != "Error" else "")
+
+
+def _last_line(message: object) -> str:
+    """': <last non-empty line>' of a message: with FallbackToLogsOnError it is the log's tail (up to
+    80 lines), whose last line is what the app said before exiting (its ConfigError, or a
+    traceback's exception line)."""
+    lines = [line.strip() for line in str(message or "").splitlines() if line.strip()]
+    return f": {lines[-1]}" if lines else ""
+
 
 def workload_conditions(
     rollout: Rollout, *, secrets_ok: bool, suspended: bool, error: str | None, minimum: int = 1,
-    invalid_config: str | None = None,
+    invalid_config: str | None = None, pods_failing: str | None = None,
 ) -> list[Cond]:
     """Ready, Progressing and Degraded from the rollout, the credentials and the last error.
 
@@ -105,7 +186,12 @@ def workload_conditions(
     HPA): a freshly created Deployment at its default of 1 replica is not Ready yet.
     ``invalid_config`` is the app's start-up error for the rendered config (the pods were left alone):
     not Ready whatever still runs, since the spec as written cannot be deployed.
+    ``pods_failing`` is :func:`pod_failure` of the Deployment's pods (read only while the rollout is
+    not complete): it names the reason the rollout does not finish, so it is Degraded (before a
+    ProgressDeadlineExceeded, which is what a crash loop turns into) and the Ready message.
     """
+    if rollout.complete:
+        pods_failing = None  # a summary from before the rollout finished says nothing any more
     if suspended:
         return [Cond(READY, "False", "Suspended", "spec.suspend is true; scaled to zero"),
                 Cond(PROGRESSING, "False", "Suspended", "reconciliation is suspended"),
@@ -119,6 +205,8 @@ def workload_conditions(
         degraded = Cond(DEGRADED, "True", "ReconcileError", error)
     elif not secrets_ok:
         degraded = Cond(DEGRADED, "True", "SecretsNotSynced", "credentials are not synced; workload left as is")
+    elif pods_failing is not None and rollout.exists:
+        degraded = Cond(DEGRADED, "True", PODS_FAILING, pods_failing)
     elif rollout.deadline_exceeded:
         degraded = Cond(DEGRADED, "True", "ProgressDeadlineExceeded", "the Deployment rollout is stuck")
     else:
@@ -143,6 +231,8 @@ def workload_conditions(
                   "ScalingUp" if rollout.complete else "RollingOut")
         ready = Cond(READY, "False", reason, detail)
         progressing = Cond(PROGRESSING, "True" if rollout.desired else "False", reason, detail)
+        if pods_failing is not None:
+            ready = Cond(READY, "False", PODS_FAILING, f"{detail}; {pods_failing}")
     if error:
         ready = Cond(READY, "False", "ReconcileError", error)
     elif not secrets_ok and ready.status == "True":

@@ -155,3 +155,45 @@ def test_a_new_autoscaled_deployment_starts_at_min_replicas_not_the_default_one(
     rec.reconcile("team", "gw")
     assert kube.objects[("Deployment", "team", "gw")]["spec"]["replicas"] == 7
     assert not any(w[1] == "Deployment/scale" for w in kube.writes), "never scales what the HPA chose"
+
+
+def test_pods_are_read_only_while_the_rollout_is_short_of_ready():
+    """Issue 11: the pods are listed (one LIST by the selector labels) to say why a rollout does not
+    finish; a healthy GongWebhook's idle reconcile reads exactly what it read before."""
+    from tests.operator.test_reconcile import ONE_POD, SELECTOR, _rollout
+
+    kube, rec = _counting(ONE_POD)
+    rec.reconcile("team", "gw")
+    _rollout(kube, ready=1)
+    rec.reconcile("team", "gw")
+    kube.gets, kube.lists = [], []
+    kube.writes.clear()
+    rec.reconcile("team", "gw")  # idle and healthy
+    assert kube.writes == [] and kube.lists == []
+    idle_gets = sorted(kube.gets)
+    assert idle_gets == sorted([
+        "GongWebhook/gw", "Secret/src", "ConfigMap/gw-config", "Secret/gw-credentials", "Deployment/gw",
+        "Service/gw", "NetworkPolicy/gw", "HorizontalPodAutoscaler/gw", "PodDisruptionBudget/gw", "Ingress/gw"])
+    _rollout(kube, ready=0)  # a pod went away or does not start
+    kube.gets, kube.lists = [], []
+    rec.reconcile("team", "gw")
+    assert kube.lists == [("Pod", "team", SELECTOR)]
+    assert sorted(kube.gets) == idle_gets, "the pod read is the only extra one"
+
+
+def test_list_selected_is_one_get_by_label_selector():
+    class Recording(k.Kube):
+        def __init__(self) -> None:
+            super().__init__(None, field_manager="test")  # type: ignore[arg-type]
+            self.calls: list[tuple[str, str, dict[str, str] | None]] = []
+
+        def request(self, method: str, path: str, *, query: dict[str, str] | None = None, **_: Any) -> Any:
+            self.calls.append((method, path, query))
+            return {"kind": "PodList", "items": [{"metadata": {"name": "gw-1"}}]}
+
+    kube = Recording()
+    labels = {"app.kubernetes.io/name": "gong-webhook", "app.kubernetes.io/instance": "gw"}
+    got = kube.list_selected(k.POD, "team", labels)
+    assert got == [{"metadata": {"name": "gw-1"}}]
+    assert kube.calls == [("GET", "/api/v1/namespaces/team/pods",
+                           {"labelSelector": "app.kubernetes.io/name=gong-webhook,app.kubernetes.io/instance=gw"})]

@@ -7,8 +7,9 @@ import copy
 from typing import Any
 
 from gong_operator import kube as k
+from gong_operator import reconcile
 from gong_operator.reconcile import GW, Reconciler
-from tests.operator.conftest import EXAMPLE_PUBLIC_KEY
+from tests.support.specs import EXAMPLE_PUBLIC_KEY
 
 # Values the app starts with (the operator checks that before it rolls pods).
 CREDS = {"GONG_API_KEY": "k", "GONG_API_SECRET": "sss", "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
@@ -24,6 +25,7 @@ class FakeKube:
     def __init__(self) -> None:
         self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
         self.writes: list[tuple[str, str, str]] = []
+        self.lists: list[tuple[str, str, str]] = []
         self.sm_served = False
 
     def get(self, kind: k.Kind, ns: str, name: str) -> dict[str, Any] | None:
@@ -58,6 +60,12 @@ class FakeKube:
 
     def served(self, kind: k.Kind) -> bool:
         return self.sm_served
+
+    def list_selected(self, kind: k.Kind, ns: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        self.lists.append((kind.kind, ns, ",".join(f"{a}={b}" for a, b in labels.items())))
+        return [copy.deepcopy(o) for (kind_, ns_, _), o in sorted(self.objects.items())
+                if kind_ == kind.kind and ns_ == ns
+                and labels.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()]
 
 
 def _setup(spec: dict[str, Any] | None = None) -> tuple[FakeKube, Reconciler]:
@@ -248,3 +256,111 @@ def test_an_api_error_reading_the_source_is_a_condition_not_a_crash():
         assert _conds(kube)["Degraded"]["status"] == "True"
         assert ("Deployment", "team", "gw") not in kube.objects
         assert out.retry is transient, status  # a server error is retried with backoff, RBAC waits for resync
+
+
+# ------------------------------------------------------------------ pods that fail (issue 11)
+
+ONE_POD = {**SPEC, "autoscaling": {"enabled": False}, "replicas": 1, "disruptionBudget": {"enabled": False}}
+SELECTOR = "app.kubernetes.io/name=gong-webhook,app.kubernetes.io/instance=gw"
+CONFIG_ERROR = "configuration error: GONG_WEBHOOK_AUTH_MODE: Input should be 'jwt' or 'url-key'"
+
+
+def _rollout(kube: FakeKube, *, ready: int) -> None:
+    """What the Deployment controller reports for the one-replica Deployment."""
+    dep = kube.objects[("Deployment", "team", "gw")]
+    dep["metadata"]["generation"] = 1
+    dep["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": ready,
+                     "conditions": [{"type": "Available", "status": "True" if ready else "False"},
+                                    {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}
+
+
+def _app_pod(kube: FakeKube, container_status: dict[str, Any], name: str = "gw-7d9f-abcde") -> None:
+    kube.objects[("Pod", "team", name)] = {
+        "metadata": {"name": name, "namespace": "team",
+                     "labels": {"app.kubernetes.io/name": "gong-webhook", "app.kubernetes.io/instance": "gw",
+                                "pod-template-hash": "7d9f"}},
+        "status": {"phase": "Running", "containerStatuses": [{"name": "webhook", **container_status}]}}
+
+
+CRASH_LOOP = {"ready": False, "restartCount": 2,
+              "state": {"waiting": {"reason": "CrashLoopBackOff", "message": "back-off 20s restarting failed"}},
+              "lastState": {"terminated": {"exitCode": 2, "reason": "Error", "message": CONFIG_ERROR + "\n"}}}
+
+
+def test_crash_looping_pods_show_in_status_with_the_apps_message_and_one_event():
+    kube, rec = _setup(ONE_POD)
+    rec.reconcile("team", "gw")
+    _rollout(kube, ready=0)
+    _app_pod(kube, CRASH_LOOP)
+    kube.writes.clear()
+    out = rec.reconcile("team", "gw")
+    assert kube.lists == [("Pod", "team", SELECTOR)]
+    summary = f"pod gw-7d9f-abcde container webhook: CrashLoopBackOff, last exit 2: {CONFIG_ERROR}"
+    conds = _conds(kube)
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == ("True", "PodsFailing")
+    assert conds["Degraded"]["message"] == summary
+    assert (conds["Ready"]["status"], conds["Ready"]["reason"]) == ("False", "PodsFailing")
+    assert conds["Ready"]["message"] == f"0/1 ready, 1 updated; {summary}"
+    assert ("POST", "Event", "PodsFailing") in kube.writes and not out.ready and not out.error
+    # The next reconciles (the crash loop goes on, restarts counting up) repeat neither event nor write.
+    for restarts in (3, 4):
+        kube.objects[("Pod", "team", "gw-7d9f-abcde")]["status"]["containerStatuses"][0]["restartCount"] = restarts
+        kube.writes.clear()
+        rec.reconcile("team", "gw")
+        assert kube.writes == []
+    # Fixed (the user's ConfigMap no longer overrides the setting): the container starts and is ready.
+    _app_pod(kube, {"ready": True, "restartCount": 5, "state": {"running": {}},
+                    "lastState": CRASH_LOOP["lastState"]})
+    _rollout(kube, ready=1)
+    kube.lists.clear()
+    out = rec.reconcile("team", "gw")
+    assert kube.lists == [], "a complete rollout costs no pod read"
+    conds = _conds(kube)
+    assert conds["Ready"]["status"] == "True" and out.ready
+    assert (conds["Degraded"]["status"], conds["Degraded"]["reason"]) == ("False", "AsExpected")
+
+
+def test_starting_pods_are_no_failure_and_are_looked_at_again_soon():
+    kube, rec = _setup(ONE_POD)
+    rec.reconcile("team", "gw")
+    _rollout(kube, ready=0)
+    _app_pod(kube, {"ready": False, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}})
+    out = rec.reconcile("team", "gw")
+    conds = _conds(kube)
+    assert conds["Ready"]["reason"] == "RollingOut" and conds["Degraded"]["reason"] == "AsExpected"
+    # A crash changes no Deployment field the operator watches, so it looks again instead of waiting
+    # for the periodic resync.
+    assert out.requeue_after == reconcile.POD_RECHECK_SECONDS
+    _rollout(kube, ready=1)
+    assert rec.reconcile("team", "gw").requeue_after is None
+
+
+def test_a_failing_pod_message_never_carries_a_synced_credential():
+    kube, rec = _setup(ONE_POD)
+    rec.reconcile("team", "gw")
+    _rollout(kube, ready=0)
+    leak = {**CRASH_LOOP, "lastState": {"terminated": {
+        "exitCode": 1, "reason": "Error", "message": f"ValueError: bad value {CREDS['SNOWFLAKE_PASSWORD']!r}"}}}
+    _app_pod(kube, leak)
+    rec.reconcile("team", "gw")
+    status = str(kube.objects[("GongWebhook", "team", "gw")]["status"])
+    assert "ValueError: bad value '***'" in status and CREDS["SNOWFLAKE_PASSWORD"] not in status
+
+
+class FailingPodList(FakeKube):
+    def list_selected(self, kind: k.Kind, ns: str, labels: dict[str, str]) -> list[dict[str, Any]]:
+        raise k.KubeError(403, "Forbidden", 'pods is forbidden: User cannot list resource "pods"')
+
+
+def test_a_pod_list_the_api_refuses_leaves_the_rollout_status():
+    plain, _ = _setup(ONE_POD)
+    kube = FailingPodList()
+    kube.objects = plain.objects
+    rec = Reconciler(kube)  # type: ignore[arg-type]
+    rec.reconcile("team", "gw")
+    _rollout(kube, ready=0)
+    _app_pod(kube, CRASH_LOOP)
+    out = rec.reconcile("team", "gw")
+    assert not out.error  # the workload is applied; only the detail is missing
+    conds = _conds(kube)
+    assert conds["Ready"]["reason"] == "RollingOut" and conds["Degraded"]["reason"] == "AsExpected"

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from kubernetes import client, config
 
-from tests.cluster.conftest import apply_yaml, condition, gongwebhook, kube_json, source_secret, wait_for, wait_ready
+from tests.support.cluster import apply_yaml, condition, gongwebhook, kube_json, source_secret, wait_for, wait_ready
 from tests.support.operator_process import SA_NAME, SA_NAMESPACE, SA_USER, sa_kubeconfig
 
 pytestmark = pytest.mark.cluster
@@ -41,6 +41,8 @@ NEEDED_EVERYWHERE: frozenset[tuple[str, str, str]] = frozenset({
     *(("policy", "poddisruptionbudgets", v) for v in (*_CHILDREN_APPLIED, "delete")),
     *(("monitoring.coreos.com", "servicemonitors", v) for v in ("get", "create", "patch", "delete")),
     ("", "events", "create"),
+    # Issue 11: a rollout short of ready lists its pods to report why (crash loop, image pull, config).
+    ("", "pods", "list"),
     *(("kopf.dev", r, v) for r in ("clusterkopfpeerings", "kopfpeerings") for v in ("get", "list", "watch", "patch")),
 })
 # Only in namespaces that bind gong-webhook-operator-secrets-writer: server-side apply of <name>-credentials.
@@ -50,8 +52,9 @@ _WRITE = ("create", "update", "patch", "delete", "deletecollection")
 MUST_NOT: list[tuple[str, str, str]] = [
     # Secrets: never written cluster-wide, and where bound, never updated (PUT) or deleted.
     *(("", "secrets", v) for v in ("update", "delete", "deletecollection")),
-    # Workload escape hatches.
-    *(("", "pods", v) for v in ("get", "list", "create", "delete")),
+    # Workload escape hatches. Listing pods is allowed (read, for the status); nothing else on them.
+    *(("", "pods", v) for v in ("get", "watch", "create", "update", "patch", "delete", "deletecollection")),
+    ("", "pods/log", "get"),
     *(("", f"pods/{sub}", v) for sub in ("exec", "attach", "portforward") for v in ("create", "get")),
     ("", "pods/ephemeralcontainers", "patch"),
     *(("", "nodes", v) for v in ("get", "list", "patch", "update", "delete")),
@@ -190,6 +193,7 @@ def test_kubectl_auth_can_i_agrees(cluster, rbac):
     assert can_i("patch", "secrets", rbac["unbound"]) == "no"
     assert can_i("create", "secrets", "") == "no"
     assert can_i("create", "pods/exec", "") == "no"
+    assert can_i("list", "pods", "") == "yes" and can_i("get", "pods", "") == "no"
     assert can_i("get", "nodes", "") == "no"
     assert can_i("create", "clusterrolebindings.rbac.authorization.k8s.io", "") == "no"
     assert can_i("patch", "customresourcedefinitions.apiextensions.k8s.io", "") == "no"
