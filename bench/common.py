@@ -1,4 +1,5 @@
-"""Shared pieces of the benchmarks: real servers (redis-server, fakesnow, the app), payloads, machine info."""
+"""Shared pieces of the benchmarks: the app as a subprocess, payloads, machine info. Ports, waiting and the
+redis-server / fakesnow servers are the tests' own (tests/support/)."""
 
 from __future__ import annotations
 
@@ -6,11 +7,10 @@ import os
 import platform
 import random
 import shutil
-import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,37 +19,15 @@ from typing import Any
 import orjson
 
 from tests.support.gong import GongSigner, call_payload, new_private_key, public_key_b64
+from tests.support.net import free_port, port_open
+from tests.support.servers import VENV_BIN, stop_process
+from tests.support.waiting import wait_for
 
-VENV_BIN = Path(sys.executable).parent
 ROOT = Path(__file__).resolve().parent.parent
 PUBLIC_URL = "https://hooks.example.com/webhooks/gong"
 WEBHOOK_PATH = "/webhooks/gong"
 # The signatures stay valid for the whole run (the app checks exp with 30 s leeway).
 TOKEN_TTL_SECONDS = 3 * 3600
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.05, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
-def port_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
 
 
 def cores() -> int:
@@ -88,66 +66,6 @@ def machine() -> dict[str, Any]:
     }
 
 
-class RedisServer:
-    """redis-server with AOF and appendfsync always: the durable setting the app is deployed with."""
-
-    def __init__(self, workdir: Path) -> None:
-        exe = shutil.which("redis-server")
-        if exe is None:
-            raise RuntimeError("redis-server is not installed")
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.proc = subprocess.Popen(
-            [exe, "--port", str(self.port), "--bind", "127.0.0.1", "--dir", str(workdir), "--appendonly", "yes",
-             "--appendfsync", "always", "--save", "", "--daemonize", "no", "--logfile", str(workdir / "redis.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for(lambda: port_open(self.port), 20, what="redis-server")
-        self.url = f"redis://127.0.0.1:{self.port}/0"
-
-    def stop(self) -> None:
-        _stop(self.proc)
-
-
-class FakesnowServer:
-    """The local Snowflake stand-in (``fakesnow -s``), reached by the real connector over http."""
-
-    def __init__(self, workdir: Path) -> None:
-        workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.log = open(workdir / "fakesnow.log", "wb")
-        self.proc = subprocess.Popen(
-            [str(VENV_BIN / "fakesnow"), "-s", "-p", str(self.port)], stdout=self.log, stderr=subprocess.STDOUT,
-            cwd=workdir,
-        )
-        wait_for(lambda: port_open(self.port), 60, what="fakesnow")
-        conn = self.connect(database=None)
-        conn.cursor().execute("CREATE DATABASE IF NOT EXISTS SOPHIA_AI")
-        conn.close()
-
-    def connect(self, database: str | None = "SOPHIA_AI", schema: str | None = None) -> Any:
-        import snowflake.connector
-
-        return snowflake.connector.connect(
-            host="localhost", port=self.port, protocol="http", account="bench", user="bench", password="bench",
-            database=database, schema=schema,
-        )
-
-    def stop(self) -> None:
-        _stop(self.proc)
-        self.log.close()
-
-
-def _stop(proc: subprocess.Popen[bytes], timeout: float = 30) -> None:
-    if proc.poll() is None:
-        proc.terminate()
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
-
-
 @dataclass
 class AppServer:
     """The real ``gong-webhook-app`` entry point (or the bare baseline) as a subprocess."""
@@ -169,7 +87,7 @@ class AppServer:
         self.proc = subprocess.Popen(pinned(cmd, self.cpus), env=env, stdout=self.log, stderr=self.log, cwd=ROOT)
         try:
             wait_for(lambda: self.proc is not None and (self.proc.poll() is not None or port_open(self.port)),
-                     60, what="app start")
+                     60, 0.05, what="app start")
         except TimeoutError:
             self.stop()
             raise
@@ -184,7 +102,7 @@ class AppServer:
 
     def stop(self) -> None:
         if self.proc is not None:
-            _stop(self.proc)
+            stop_process(self.proc, 30)
         self.log.close()
 
 

@@ -32,8 +32,9 @@ from typing import Any
 import orjson
 import yaml
 
-from bench.common import ROOT, wait_for
+from bench.common import ROOT
 from tests.support.operator_process import SA_NAME, SA_NAMESPACE
+from tests.support.waiting import wait_for
 
 DEVCLUSTER = ROOT / "scripts" / "devcluster"
 WRITE_VERBS = ["create", "update", "patch", "delete", "deletecollection"]

@@ -15,6 +15,8 @@ from pathlib import Path
 from bench import common
 from bench.loadgen import run_wrk
 from bench.run import QUICK, _pool
+from tests.support.net import wait_port
+from tests.support.servers import VENV_BIN, RedisServer
 
 
 def main() -> None:
@@ -23,14 +25,14 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1)
     args = parser.parse_args()
     workdir = Path(tempfile.mkdtemp(prefix="gong-profile-"))
-    redis = common.RedisServer(workdir / "redis")
+    redis = RedisServer(workdir / "redis")
     pool = _pool(QUICK, workdir)
     text_out = workdir / "profile_ingest.txt"
     env = common.app_env(redis.url, pool.public_key_b64, f"bench:profile:{uuid.uuid4().hex[:8]}")
     server = common.AppServer(env, workdir / "app.log", cpus="0")
     # Same process as scripts/bench measures, wrapped by pyinstrument.
-    server_cmd = [str(common.VENV_BIN / "pyinstrument"), "-r", "text", "-o", str(text_out),
-                  str(common.VENV_BIN / "gong-webhook-app")]
+    server_cmd = [str(VENV_BIN / "pyinstrument"), "-r", "text", "-o", str(text_out),
+                  str(VENV_BIN / "gong-webhook-app")]
     try:
         start_with(server, server_cmd)
         res = run_wrk(server.port, pool.path, 0, args.seconds, 64, "1")
@@ -54,7 +56,7 @@ def start_with(server: common.AppServer, cmd: list[str]) -> None:
     server.log = open(server.log_path, "ab")
     server.proc = subprocess.Popen(common.pinned(cmd, server.cpus), env=env, stdout=server.log,
                                    stderr=server.log, cwd=common.ROOT)
-    common.wait_for(lambda: common.port_open(server.port), 60, what="app start")
+    wait_port(server.port, 60)
 
 
 if __name__ == "__main__":

@@ -24,6 +24,7 @@ from typing import Any
 
 from bench import common
 from bench.modules import e2e, ingest, loader, operator
+from tests.support.servers import FakesnowServer, RedisServer
 
 MODULES: list[ModuleType] = [ingest, e2e, loader, operator]
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -78,8 +79,8 @@ class Context:
     cfg: Config
     workdir: Path
     root: Path = common.ROOT
-    redis: common.RedisServer | None = None
-    fakesnow: common.FakesnowServer | None = None
+    redis: RedisServer | None = None
+    fakesnow: FakesnowServer | None = None
     pool: common.RequestPool | None = None
     warnings: list[str] = field(default_factory=list)
 
@@ -262,8 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Context(cfg, workdir)
     result: dict[str, Any] = {"machine": common.machine(), "not_measured": {}}
     try:
-        ctx.redis = common.RedisServer(workdir / "redis")
-        ctx.fakesnow = common.FakesnowServer(workdir / "fakesnow")
+        ctx.redis = RedisServer(workdir / "redis")
+        ctx.fakesnow = FakesnowServer(workdir / "fakesnow", create_database="SOPHIA_AI")
         ctx.pool = _pool(cfg, workdir)
         for module in MODULES:
             if args.only and module.NAME not in args.only:

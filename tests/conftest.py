@@ -8,80 +8,18 @@ import re
 import subprocess
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests import secret_scan
+from tests.support.cluster import DEVCLUSTER, Cluster
 
 # The app fixtures (redis-server, fakesnow, app/loader processes) serve tests/app and tests/faults.
 pytest_plugins = ("tests.app.fixtures",)
 
 ROOT = Path(__file__).resolve().parent.parent
-DEVCLUSTER = ROOT / "scripts" / "devcluster"
-
-
-@dataclass
-class Cluster:
-    """Handle on the running local control plane (admin identity)."""
-
-    kubeconfig: Path
-    bin_dir: Path
-    env: dict[str, str] = field(default_factory=dict)
-
-    def kubectl(
-        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [str(self.bin_dir / "kubectl"), *args],
-            env=self.env, input=input, capture_output=True, text=True, timeout=timeout,
-        )
-        if check and proc.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
-        return proc
-
-    def api_client(self):  # type: ignore[no-untyped-def]
-        from kubernetes import client, config
-
-        cfg = client.Configuration()
-        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)
-        return client.ApiClient(cfg)
-
-    def token_kubeconfig(self, token: str, path: Path) -> Path:
-        """A kubeconfig that authenticates only with `token` (no admin client certificate)."""
-        import yaml
-
-        admin = yaml.safe_load(self.kubeconfig.read_text())
-        cfg = {
-            "apiVersion": "v1",
-            "kind": "Config",
-            "clusters": admin["clusters"],
-            "users": [{"name": "token-user", "user": {"token": token}}],
-            "contexts": [{"name": "token", "context": {"cluster": admin["clusters"][0]["name"], "user": "token-user"}}],
-            "current-context": "token",
-        }
-        path.write_text(yaml.safe_dump(cfg))
-        path.chmod(0o600)
-        return path
-
-    def as_kubeconfig(self, kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        """kubectl with another identity's kubeconfig."""
-        return self.kubectl(f"--kubeconfig={kubeconfig}", *args, check=check)
-
-    def grant_operator_secret_writes(self, namespace: str) -> None:
-        """What a platform team does for each namespace hosting GongWebhooks: bind the operator's
-        secrets-writer ClusterRole there (config/rbac/namespaced/secrets_writer_role_binding.yaml)."""
-        import yaml
-
-        binding = yaml.safe_load((ROOT / "config" / "rbac" / "namespaced" / "secrets_writer_role_binding.yaml")
-                                 .read_text())
-        binding["metadata"]["namespace"] = namespace
-        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(binding))
-
-    def devcluster(self, *args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([str(DEVCLUSTER), *args], capture_output=True, text=True, check=True)
 
 
 def _cluster_env() -> tuple[Path, Path]:
@@ -117,8 +55,8 @@ def namespace(cluster: Cluster, request: pytest.FixtureRequest) -> Iterator[str]
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)
 
 
-# The operator fixtures live here (not in tests/cluster/conftest.py) so that tests/security and
-# tests/faults share the one operator process of the session; their helpers stay in tests/cluster.
+# The operator fixtures live here so that tests/cluster, tests/security and tests/faults share the one
+# operator process of the session; their helpers are in tests/support/cluster.py.
 
 
 @pytest.fixture(scope="session")
@@ -134,8 +72,8 @@ def gw_crd(cluster: Cluster) -> None:
 @pytest.fixture(scope="session")
 def operator(cluster: Cluster, gw_crd: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One `gong-webhook-operator` process for the session, running as its ServiceAccount with the
-    RBAC from config/rbac (see tests/cluster/conftest.py)."""
-    from tests.cluster.conftest import RESYNC_SECONDS
+    RBAC from config/rbac (see tests/support/cluster.py)."""
+    from tests.support.cluster import RESYNC_SECONDS
     from tests.support.operator_process import SA_NAMESPACE, OperatorProcess, sa_kubeconfig
 
     cluster.kubectl("create", "namespace", SA_NAMESPACE, check=False)

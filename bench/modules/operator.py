@@ -36,7 +36,7 @@ from typing import Any
 
 import yaml
 
-from bench.common import PUBLIC_URL, ROOT, percentile, wait_for
+from bench.common import PUBLIC_URL, ROOT, percentile
 from bench.opcluster import IdentityRequests, LocalCluster, RawWatch
 from tests.support.operator_process import (
     OPERATOR_SUBRESOURCES,
@@ -46,6 +46,7 @@ from tests.support.operator_process import (
     metric_total,
     sa_kubeconfig,
 )
+from tests.support.waiting import wait_for
 
 NAME = "operator"
 KEYS = ["apply_p50_ms", "apply_p95_ms", "apply_floor_p50_ms", "apply_overhead_ratio", "converge_300_s",

@@ -14,14 +14,15 @@ import httpx
 import pytest
 
 from tests import secret_scan
-from tests.app.app_support import AppProcess, FakesnowServer, RedisServer, ThreadedServer, free_port
-from tests.app.snowflake_spy import SnowflakeSpy
+from tests.support.app import AppProcess, migrate
 from tests.support.gong import GongSigner, new_private_key, public_key_b64
-from tests.support.gong_api_standin import GongApiStandIn
+from tests.support.gong_api_standin import GONG_ACCESS_KEY, GONG_ACCESS_SECRET, GongApiStandIn
+from tests.support.net import free_port
+from tests.support.servers import FakesnowServer, RedisServer, ThreadedServer
+from tests.support.snowflake_spy import SnowflakeSpy
 from webhook_app.api import create_app
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings, load_settings
-from webhook_app.snowflake_sink import SnowflakeSink
 
 PUBLIC_URL = "https://hooks.example.com/webhooks/gong"
 
@@ -35,10 +36,7 @@ def redis_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServ
 
 @pytest.fixture(scope="session")
 def fakesnow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakesnowServer]:
-    server = FakesnowServer(tmp_path_factory.mktemp("fakesnow"))
-    conn = server.connect(database=None)  # type: ignore[arg-type]
-    conn.cursor().execute("CREATE DATABASE IF NOT EXISTS SOPHIA_AI")
-    conn.close()
+    server = FakesnowServer(tmp_path_factory.mktemp("fakesnow"), create_database="SOPHIA_AI")
     yield server
     server.stop()
 
@@ -86,15 +84,6 @@ def app_env(
         "LOADER_METRICS_PORT": "0",
         "LOG_LEVEL": "INFO",
     }
-
-
-def migrate(settings: AppSettings) -> list[str]:
-    """What `gong-webhook-loader migrate` does (the admin's step): the loader creates no tables."""
-    sink = SnowflakeSink(settings)
-    try:
-        return sink.migrate()
-    finally:
-        sink.close()
 
 
 @pytest.fixture
@@ -197,11 +186,6 @@ def _no_leftover_processes() -> Iterator[None]:
         proc = AppProcess.started.pop()
         if proc.proc.poll() is None:
             proc.kill()
-
-
-# Credentials of the local Gong REST API stand-in (Basic auth), shared by the enrichment tests.
-GONG_ACCESS_KEY = "gong-access-key-1234"
-GONG_ACCESS_SECRET = "gong-access-secret-5678"
 
 
 @pytest.fixture

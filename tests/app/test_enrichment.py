@@ -9,10 +9,10 @@ import asyncio
 
 import orjson
 
-from tests.app.app_support import AppProcess, wait_for
-from tests.app.fixtures import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
+from tests.support.app import AppProcess
 from tests.support.gong import call_payload
-from tests.support.gong_api_standin import EXTENSIVE_PATH, TRANSCRIPT_PATH
+from tests.support.gong_api_standin import EXTENSIVE_PATH, GONG_ACCESS_KEY, GONG_ACCESS_SECRET, TRANSCRIPT_PATH
+from tests.support.waiting import wait_for
 from webhook_app import streams
 from webhook_app.gong_client import GongClient
 from webhook_app.metrics import Metrics

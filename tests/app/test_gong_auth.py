@@ -9,9 +9,10 @@ from __future__ import annotations
 import logging
 import time
 
-from tests.app.app_support import wait_for, wait_rows
-from tests.app.fixtures import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
+from tests.support.app import wait_rows
 from tests.support.gong import call_payload
+from tests.support.gong_api_standin import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
+from tests.support.waiting import wait_for
 from webhook_app import streams
 
 

@@ -18,10 +18,11 @@ import httpx
 import pytest
 import redis.asyncio as aioredis
 
-from tests.app.app_support import AppProcess, free_port, wait_for
-from tests.app.fixtures import GONG_ACCESS_KEY, GONG_ACCESS_SECRET
+from tests.support.app import AppProcess
 from tests.support.gong import call_payload
-from tests.support.gong_api_standin import TRANSCRIPT_PATH
+from tests.support.gong_api_standin import GONG_ACCESS_KEY, GONG_ACCESS_SECRET, TRANSCRIPT_PATH
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 from webhook_app import streams
 from webhook_app.enrich import Enricher
 from webhook_app.gong_client import GongClient

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from tests.app.app_support import free_port
 from tests.support.gong_api_standin import EXTENSIVE_PATH, GongApiStandIn
+from tests.support.net import free_port
 from webhook_app.gong_client import CONTENT_SELECTOR, GongClient, extensive_page, transcripts_page
 from webhook_app.metrics import Metrics
 from webhook_app.rate_limit import RedisTokenBucket

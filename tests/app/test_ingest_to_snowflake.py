@@ -7,8 +7,9 @@ import time
 
 import httpx
 
-from tests.app.app_support import wait_for, wait_rows
+from tests.support.app import wait_rows
 from tests.support.gong import call_payload
+from tests.support.waiting import wait_for
 
 
 def test_signed_webhook_is_queryable_in_snowflake_within_5s(make_settings, start_app, signer, sf_query, redis_server):

@@ -14,8 +14,8 @@ from collections import Counter
 
 import orjson
 
-from tests.app.app_support import wait_for
 from tests.support.gong import call_payload
+from tests.support.waiting import wait_for
 from webhook_app import streams
 from webhook_app.enqueue import Enqueuer, Event
 from webhook_app.loader import Loader

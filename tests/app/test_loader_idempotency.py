@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.app.app_support import VENV_BIN, wait_for, wait_rows
+from tests.support.app import wait_rows
 from tests.support.gong import call_payload
+from tests.support.servers import VENV_BIN
+from tests.support.waiting import wait_for
 
 
 def test_re_added_entries_do_not_duplicate_rows(

@@ -12,10 +12,10 @@ import logging
 import httpx
 from snowflake.connector import errors as sf_errors
 
-from tests.app.app_support import wait_for, wait_rows
-from tests.app.fixtures import migrate
-from tests.app.snowflake_spy import DDL
+from tests.support.app import migrate, wait_rows
 from tests.support.gong import call_payload
+from tests.support.snowflake_spy import DDL
+from tests.support.waiting import wait_for
 from webhook_app import loader as loader_module
 from webhook_app.snowflake_sink import MissingTables, SnowflakeSink
 

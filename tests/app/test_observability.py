@@ -10,10 +10,12 @@ import httpx
 import orjson
 import pytest
 
-from tests.app.app_support import AppProcess, RedisServer, free_port, wait_for
-from tests.app.fixtures import migrate
+from tests.support.app import AppProcess, migrate
 from tests.support.gong import call_payload
 from tests.support.gong_api_standin import GongApiStandIn
+from tests.support.net import free_port
+from tests.support.servers import RedisServer
+from tests.support.waiting import wait_for
 from webhook_app.settings import load_settings
 
 METRIC_NAMES = [

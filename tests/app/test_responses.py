@@ -5,8 +5,8 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from tests.app.app_support import free_port
 from tests.support.gong import call_payload
+from tests.support.net import free_port
 
 
 @pytest.fixture

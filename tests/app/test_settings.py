@@ -6,8 +6,8 @@ import subprocess
 
 import pytest
 
-from tests.app.app_support import VENV_BIN
 from tests.support.gong import new_private_key, public_key_b64, public_key_pem
+from tests.support.servers import VENV_BIN
 from webhook_app import contract
 from webhook_app.settings import AppSettings, ConfigError, load_settings, require_loader_settings
 

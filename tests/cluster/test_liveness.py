@@ -32,10 +32,10 @@ from typing import Any
 import pytest
 
 from tests import secret_scan
-from tests.cluster.conftest import apply_yaml, condition, gongwebhook, kube_json, wait_for
+from tests.support.cluster import apply_yaml, condition, gongwebhook, kube_json, wait_for
 from tests.support.esc_standin import TricklingServer
 from tests.support.esc_standin import ca_file as esc_ca_file
-from tests.support.operator_process import free_port
+from tests.support.net import free_port
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.cluster.conftest import (
+from tests.support.cluster import (
     FIXTURES,
     RESYNC_SECONDS,
     apply_yaml,
@@ -32,9 +32,9 @@ from tests.cluster.conftest import (
     wait_for,
     wait_ready,
 )
-from tests.operator.conftest import EXAMPLE_PUBLIC_KEY
 from tests.support.esc_standin import EscState, env_vars, serve
 from tests.support.operator_process import SA_USER, apiserver_writes
+from tests.support.specs import EXAMPLE_PUBLIC_KEY
 
 pytestmark = pytest.mark.cluster
 ROOT = Path(__file__).resolve().parents[2]

@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from tests import secret_scan
-from tests.cluster.conftest import wait_for
+from tests.support.cluster import wait_for
 from tests.support.operator_process import SA_NAMESPACE, OperatorProcess, sa_kubeconfig
 
 pytestmark = pytest.mark.cluster

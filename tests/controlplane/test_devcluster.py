@@ -3,27 +3,14 @@
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import Cluster
+from tests.support.cluster import Cluster, wait_for
 
 pytestmark = pytest.mark.cluster
-
-
-def wait_until(what: str, probe: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = probe()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}; last={last!r}")
 
 
 def test_readyz_and_server_version(cluster: Cluster) -> None:
@@ -55,7 +42,7 @@ def test_deployment_becomes_available(cluster: Cluster, namespace: str) -> None:
         avail = any(c["type"] == "Available" and c["status"] == "True" for c in st.get("conditions", []))
         return st if avail and st.get("readyReplicas") == 2 else None
 
-    st = wait_until("deployment web available with 2 ready replicas", status, 60)
+    st = wait_for(status, 60, what="deployment web available with 2 ready replicas")
     assert st["readyReplicas"] == 2
     pods = json.loads(cluster.kubectl("-n", namespace, "get", "pods", "-o", "json").stdout)["items"]
     assert len(pods) == 2 and all(p["status"]["phase"] == "Running" for p in pods)
@@ -82,7 +69,7 @@ def test_garbage_collector_removes_owned_child(cluster: Cluster, namespace: str)
         proc = cluster.kubectl("-n", namespace, "get", "configmap", "child", check=False)
         return proc.returncode != 0 and "NotFound" in proc.stderr
 
-    wait_until("child ConfigMap garbage-collected", gone, 30)
+    wait_for(gone, 30, what="child ConfigMap garbage-collected")
 
 
 def test_rbac_denies_serviceaccount_without_binding(cluster: Cluster, namespace: str, tmp_path: Path) -> None:
@@ -101,8 +88,8 @@ def test_rbac_denies_serviceaccount_without_binding(cluster: Cluster, namespace:
     cluster.kubectl("-n", namespace, "create", "role", "read-secrets", "--verb=list", "--resource=secrets")
     cluster.kubectl("-n", namespace, "create", "rolebinding", "nobody-read", "--role=read-secrets",
                     f"--serviceaccount={namespace}:nobody")
-    wait_until(
-        "rolebinding to take effect",
+    wait_for(
         lambda: cluster.as_kubeconfig(kc, "-n", namespace, "get", "secrets", check=False).returncode == 0,
         15,
+        what="rolebinding to take effect",
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tests.cluster.conftest import apply_yaml, condition, gongwebhook, kube_json, source_secret, wait_for, wait_ready
+from tests.support.cluster import apply_yaml, condition, gongwebhook, kube_json, source_secret, wait_for, wait_ready
 
 pytestmark = pytest.mark.cluster
 N = 5

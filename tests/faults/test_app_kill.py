@@ -4,8 +4,10 @@ are in and the (in-process) loader has drained the stream."""
 
 from __future__ import annotations
 
-from tests.app.app_support import AppProcess, free_port, wait_for
-from tests.faults.load import WebhookLoad, app_ready, assert_exactly_once, assert_no_data_errors, wait_loaded
+from tests.support.app import AppProcess
+from tests.support.load import WebhookLoad, app_ready, assert_exactly_once, assert_no_data_errors, wait_loaded
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 
 def test_app_sigkill_under_load_keeps_every_accepted_event_once(

@@ -8,9 +8,11 @@ import time
 import orjson
 import redis
 
-from tests.app.app_support import AppProcess, free_port, wait_for
-from tests.faults.load import assert_no_data_errors
+from tests.support.app import AppProcess
 from tests.support.gong import call_payload
+from tests.support.load import assert_no_data_errors
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 from webhook_app.enqueue import Enqueuer, Event
 from webhook_app.redis_conn import make_client
 

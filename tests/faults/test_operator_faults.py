@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from tests import secret_scan
-from tests.cluster.conftest import (
+from tests.support.cluster import (
     RESYNC_SECONDS,
     apply_yaml,
     condition,

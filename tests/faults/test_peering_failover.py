@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 
 from tests import secret_scan
-from tests.cluster.conftest import RESYNC_SECONDS, apply_yaml, gongwebhook, source_secret, wait_for, wait_ready
+from tests.support.cluster import RESYNC_SECONDS, apply_yaml, gongwebhook, source_secret, wait_for, wait_ready
 from tests.support.operator_process import OperatorProcess, metric_total
 
 pytestmark = pytest.mark.cluster

@@ -11,8 +11,11 @@ import subprocess
 import httpx
 import redis
 
-from tests.app.app_support import AppProcess, RedisServer, free_port, wait_for, wait_port
-from tests.faults.load import WebhookLoad, app_ready, assert_exactly_once, assert_no_data_errors, wait_loaded
+from tests.support.app import AppProcess
+from tests.support.load import WebhookLoad, app_ready, assert_exactly_once, assert_no_data_errors, wait_loaded
+from tests.support.net import free_port, wait_port
+from tests.support.servers import RedisServer
+from tests.support.waiting import wait_for
 
 
 def _restart(server: RedisServer) -> None:

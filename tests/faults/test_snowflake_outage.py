@@ -15,16 +15,12 @@ from typing import Any
 import httpx
 import snowflake.connector
 
-from tests.app.app_support import AppProcess, TcpProxy, free_port, wait_for, wait_port, wait_rows
-from tests.faults.load import (
-    WebhookLoad,
-    app_ready,
-    assert_exactly_once,
-    assert_no_data_errors,
-    metric,
-    wait_loaded,
-)
+from tests.support.app import AppProcess, wait_rows
 from tests.support.gong import call_payload
+from tests.support.load import WebhookLoad, app_ready, assert_exactly_once, assert_no_data_errors, metric, wait_loaded
+from tests.support.net import free_port, wait_port
+from tests.support.servers import TcpProxy
+from tests.support.waiting import wait_for
 
 OUTAGE_SECONDS = 30
 TRANSIENT_ERRORS = 'gong_webhook_snowflake_errors_total{kind="transient"}'

@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from tests.app.app_support import FakesnowServer
 from tests.support import node as n
+from tests.support.servers import FakesnowServer
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +30,7 @@ def real_node(cluster: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def node_fakesnow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakesnowServer]:
-    server = FakesnowServer(tmp_path_factory.mktemp("node-fakesnow"), host=n.GATEWAY)
-    conn = server.connect(database="")
-    conn.cursor().execute("CREATE DATABASE IF NOT EXISTS SOPHIA_AI")
-    conn.close()
+    server = FakesnowServer(tmp_path_factory.mktemp("node-fakesnow"), host=n.GATEWAY, create_database="SOPHIA_AI")
     yield server
     server.stop()
 

@@ -11,38 +11,17 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
-from tests import secret_scan
-from tests.app.app_support import FakesnowServer
-from tests.faults.load import WebhookLoad, assert_exactly_once
 from tests.support import node as n
+from tests.support.cluster import wait_for
 from tests.support.gong import GongSigner, call_payload, new_private_key, public_key_pem
+from tests.support.load import WebhookLoad, assert_exactly_once
+from tests.support.servers import FakesnowServer
 from webhook_app.settings import AppSettings, load_settings
 from webhook_app.snowflake_sink import SnowflakeSink
 
 # The sample's Ingress host with TLS: the URL Gong signs, rendered into the app's config by the operator.
 PUBLIC_URL = "https://gong-webhooks.example.com/webhooks/gong"
-
-
-def sample_cr(schema: str) -> dict[str, Any]:
-    """config/samples/gongwebhook.yaml pointed at this namespace's Snowflake stand-in (extraConfig) and
-    with enrichment off (the Gong API cannot be reached from here)."""
-    cr: dict[str, Any] = yaml.safe_load((n.ROOT / "config" / "samples" / "gongwebhook.yaml").read_text())
-    spec = cr["spec"]
-    spec["snowflake"]["schema"] = schema
-    spec["gong"]["enrichmentEnabled"] = False
-    spec["extraConfig"] = {"SNOWFLAKE_HOST": "snowflake", "SNOWFLAKE_PORT": "80", "SNOWFLAKE_PROTOCOL": "http",
-                           "SNOWFLAKE_TIMEOUT_SECONDS": "10", "LOADER_BLOCK_MS": "200"}
-    return cr
-
-
-def source_secret(public_keys: str, password: str) -> dict[str, Any]:
-    secret_scan.register_secret("node-secret-Hx3", password)
-    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gong-source-credentials"}, "type": "Opaque",
-            "stringData": {"GONG_API_KEY": "node-key", "GONG_API_SECRET": "node-secret-Hx3",
-                           "GONG_WEBHOOK_PUBLIC_KEYS": public_keys, "SNOWFLAKE_ACCOUNT": "node-account",
-                           "SNOWFLAKE_USER": "loader", "SNOWFLAKE_PASSWORD": password}}
 
 
 def loader_settings(fakesnow: FakesnowServer, schema: str) -> AppSettings:
@@ -83,7 +62,7 @@ def ingest(cluster: Any, node_operator: None, node_namespace: str, node_fakesnow
     finally:
         sink.close()
     key = new_private_key()
-    n.apply(cluster, ns, [source_secret(public_key_pem(key), "pw-one-8Ks"), sample_cr(schema)])
+    n.apply(cluster, ns, [n.source_secret(public_key_pem(key), "pw-one-8Ks"), n.sample_cr(schema)])
     proc = cluster.kubectl("wait", "--for=condition=Ready", "--timeout=240s", "-n", ns, "gongwebhook/gong",
                            check=False, timeout=260)
     assert proc.returncode == 0, n.describe(cluster, ns)
@@ -109,7 +88,7 @@ def test_signed_webhooks_to_the_cluster_ip_land_once(ingest: dict[str, Any]) -> 
     assert again.status_code == 200, again.text
     query = ingest["query"]
     table = f"SOPHIA_AI.{ingest['settings'].snowflake_schema}.GONG_WEBHOOK_EVENTS"
-    n.wait_for(lambda: query(f"SELECT COUNT(*) FROM {table}")[0][0] >= 30, 90, "30 rows in Snowflake")
+    wait_for(lambda: query(f"SELECT COUNT(*) FROM {table}")[0][0] >= 30, 90, what="30 rows in Snowflake")
     assert_exactly_once(query, ingest["settings"], ids)
 
 
@@ -124,7 +103,7 @@ def test_credentials_rotation_rolls_pods_under_load(cluster: Any, ingest: dict[s
     old_hash = dep["spec"]["template"]["metadata"]["annotations"]["gong.sophia-ai.com/config-hash"]
     with FreshConnectionLoad(ingest["base_url"], signer, "rot-", threads=4, rate=40) as load:
         load.wait_accepted(40, 30)
-        n.apply(cluster, ns, [source_secret(public_key_pem(ingest["key"]), "pw-two-Q7m")])
+        n.apply(cluster, ns, [n.source_secret(public_key_pem(ingest["key"]), "pw-two-Q7m")])
 
         def rolled() -> bool:
             d = n.get_json(cluster, "deployment", "gong", "-n", ns)
@@ -134,7 +113,7 @@ def test_credentials_rotation_rolls_pods_under_load(cluster: Any, ingest: dict[s
             return (current != old_hash and not names & before and st.get("updatedReplicas") == 3
                     and st.get("readyReplicas") == 3 and st.get("replicas") == 3)
 
-        n.wait_for(rolled, 300, "the rollout to replace every pod")
+        wait_for(rolled, 300, what="the rollout to replace every pod")
         time.sleep(3)
     statuses = dict(load.statuses)
     accepted = set(load.accepted)
@@ -144,7 +123,8 @@ def test_credentials_rotation_rolls_pods_under_load(cluster: Any, ingest: dict[s
     assert statuses.get("503", 0) == load.retry_after_seen, "a 503 without Retry-After"
     query = ingest["query"]
     table = f"SOPHIA_AI.{ingest['settings'].snowflake_schema}.GONG_WEBHOOK_EVENTS"
-    n.wait_for(lambda: query(f"SELECT COUNT(*) FROM {table}")[0][0] >= len(accepted), 120, "accepted rows")
+    wait_for(lambda: query(f"SELECT COUNT(*) FROM {table}")[0][0] >= len(accepted), 120,
+             what="accepted rows")
     assert_exactly_once(query, ingest["settings"], accepted)
     # The new pods run the rotated credentials (their Secret's hash moved); nothing was restarted.
     for pod in n.pods(cluster, ns, "app.kubernetes.io/instance=gong"):

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from tests.support import node as n
+from tests.support.cluster import wait_for
 
 
 def test_real_node_runs_kubelet_on_containerd(cluster: Any, real_node: dict[str, Any]) -> None:
@@ -35,7 +36,7 @@ def test_cluster_dns_resolves_services_inside_pods(cluster: Any, node_namespace:
                                                               "capabilities": {"drop": ["ALL"]}}}]}}
     cluster.kubectl("run", "dns", "-n", ns, f"--image={n.APP_IMAGE}", "--restart=Never",
                     f"--overrides={json.dumps(overrides)}")
-    n.wait_for(lambda: (n.get_json(cluster, "pod", "dns", "-n", ns) or {}).get("status", {}).get("phase")
-               in ("Succeeded", "Failed"), 60, "the DNS probe pod to finish")
+    wait_for(lambda: (n.get_json(cluster, "pod", "dns", "-n", ns) or {}).get("status", {}).get("phase")
+             in ("Succeeded", "Failed"), 60, what="the DNS probe pod to finish")
     out = cluster.kubectl("logs", "-n", ns, "dns").stdout.split()
     assert out == [ip, ip, "10.96.0.1"], out

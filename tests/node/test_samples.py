@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.cluster.conftest import condition
 from tests.support import node as n
+from tests.support.cluster import condition
 
 ROOT = n.ROOT
 

@@ -22,7 +22,7 @@ from gong_operator import app_config
 from gong_operator import children as ch
 from gong_operator import spec as s
 from gong_operator.secret_sync import decode_secret_data, sync
-from tests.operator.conftest import EXAMPLE_PUBLIC_KEY, make_spec
+from tests.support.specs import EXAMPLE_PUBLIC_KEY, make_spec
 from webhook_app import cli, contract
 
 SAMPLES = Path(__file__).resolve().parents[2] / "config" / "samples"

@@ -4,7 +4,7 @@ import base64
 
 from gong_operator import children as ch
 from gong_operator.diff import needs_apply
-from tests.operator.conftest import make_spec
+from tests.support.specs import make_spec
 from webhook_app import contract
 
 

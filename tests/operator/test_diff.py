@@ -4,7 +4,7 @@ import copy
 
 from gong_operator import children as ch
 from gong_operator.diff import is_subset, needs_apply
-from tests.operator.conftest import make_spec
+from tests.support.specs import make_spec
 
 
 def test_subset_tolerates_server_defaults_but_not_edits():

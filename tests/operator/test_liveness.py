@@ -8,7 +8,6 @@ worker threads. The last test serves the check through Kopf's own liveness endpo
 from __future__ import annotations
 
 import asyncio
-import socket
 import threading
 import time
 from collections.abc import AsyncIterator, Callable
@@ -23,6 +22,7 @@ from gong_operator import cli
 from gong_operator.handlers import RESYNC_TASK, Controller, register
 from gong_operator.reconcile import Outcome
 from gong_operator.settings import OperatorSettings
+from tests.support.net import free_port
 
 KEY = ("team", "a")
 
@@ -49,12 +49,6 @@ def _settings(**overrides: float) -> OperatorSettings:
 def _gw(name: str = "a") -> dict[str, object]:
     return {"metadata": {"namespace": "team", "name": name, "generation": 1},
             "spec": {"secrets": {"sourceRef": {"name": "src"}}}}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _metric(name: str) -> float | None:
@@ -145,7 +139,7 @@ async def test_kopf_liveness_endpoint_answers_500_while_stuck_and_200_after(bloc
     c = Controller(blocking, settings, lambda ns: True)  # type: ignore[arg-type]
     registry = kopf.OperatorRegistry()
     register(registry, c, settings)
-    url = f"http://127.0.0.1:{_free_port()}/healthz"
+    url = f"http://127.0.0.1:{free_port()}/healthz"
     ready = asyncio.Event()
     reporter = asyncio.create_task(probing.health_reporter(
         url, memo=kopf.Memo(), indices=indexing.OperatorIndexers().indices, registry=registry,

@@ -15,24 +15,12 @@ from gong_operator.secret_sync import (
     SOURCE_NOT_SHARED,
     sync,
 )
-from tests.operator.conftest import make_spec
 from tests.support.esc_standin import TricklingServer, standin_source
-
-FULL = {"GONG_API_KEY": "k", "GONG_API_SECRET": "topsecret", "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
-        "GONG_WEBHOOK_PUBLIC_KEYS": "pk", "UNRELATED": "x"}
+from tests.support.specs import FULL, NoEsc, getter, make_spec
 
 
 def _secret(data: dict[str, str]) -> dict[str, Any]:
     return {"data": {k: base64.b64encode(v.encode()).decode() for k, v in data.items()}}
-
-
-class NoEsc(EscSource):
-    def read(self, *a: Any, **kw: Any) -> dict[str, bytes]:
-        raise AssertionError("ESC must not be called")
-
-
-def getter(store: dict[tuple[str, str], dict[str, Any]]):
-    return lambda ns, name: store.get((ns, name))
 
 
 def test_synced_keeps_only_contract_keys():

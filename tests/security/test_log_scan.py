@@ -23,9 +23,12 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from tests import secret_scan
-from tests.app.app_support import AppProcess, RedisServer, TcpProxy, free_port, wait_for
+from tests.support.app import AppProcess
 from tests.support.gong import call_payload, new_private_key
 from tests.support.gong_api_standin import GongApiStandIn
+from tests.support.net import free_port
+from tests.support.servers import RedisServer, TcpProxy
+from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.redis, pytest.mark.snowflake]
 

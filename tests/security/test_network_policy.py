@@ -76,7 +76,7 @@ def test_the_app_serves_metrics_alone_on_the_metrics_port(make_settings: Any, st
     the port the monitoring namespaces may reach cannot take webhooks or reveal health details."""
     import httpx
 
-    from tests.support.operator_process import free_port
+    from tests.support.net import free_port
 
     port = free_port()
     app = start_app(make_settings(METRICS_PORT=str(port), HOST="127.0.0.1"), run_loader=False)

@@ -19,8 +19,10 @@ from typing import Any
 import orjson
 import pytest
 
-from tests.app.app_support import AppProcess, free_port, wait_for
+from tests.support.app import AppProcess
 from tests.support.gong import GongSigner, call_payload, new_private_key
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 from webhook_app import http_limits
 
 pytestmark = pytest.mark.redis

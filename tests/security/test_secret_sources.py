@@ -18,9 +18,8 @@ import pytest
 import yaml
 
 from gong_operator.secret_sync import ALLOW_SYNC_TO_ANNOTATION, SOURCE_NOT_SHARED, SYNCED, sync
-from tests.cluster.conftest import apply_yaml, condition, gongwebhook, kube_json, source_secret, wait_for, wait_ready
-from tests.operator.conftest import make_spec
-from tests.operator.test_secret_sync import FULL, NoEsc, getter
+from tests.support.cluster import apply_yaml, condition, gongwebhook, kube_json, source_secret, wait_for, wait_ready
+from tests.support.specs import FULL, NoEsc, getter, make_spec
 
 VICTIM_VALUE = "victim-db-password-7Hk2"
 

@@ -28,6 +28,9 @@ from starlette.routing import Route
 TRANSCRIPT_PATH = "/v2/calls/transcript"
 EXTENSIVE_PATH = "/v2/calls/extensive"
 DAY_SECONDS = 86_400
+# Credentials of the stand-in (Basic auth) that the enrichment tests configure the app with.
+GONG_ACCESS_KEY = "gong-access-key-1234"
+GONG_ACCESS_SECRET = "gong-access-secret-5678"
 
 
 @dataclass

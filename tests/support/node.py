@@ -16,12 +16,12 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
+
+from tests import secret_scan
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_NODE = "gwo-node"
@@ -42,17 +42,6 @@ OPERATOR_IMAGE = "ghcr.io/gong-webhook-operator/gong-webhook-operator:0.1.0"
 class Kubectl(Protocol):
     def kubectl(self, *args: str, check: bool = ..., input: str | None = ...,
                 timeout: float = ...) -> subprocess.CompletedProcess[str]: ...
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
 def get_json(cluster: Kubectl, *args: str) -> Any:
@@ -154,3 +143,23 @@ def remove_operator(cluster: Kubectl) -> None:
 def load_images() -> None:
     """Rebuild what changed since `up` and load it into the node (seconds when nothing changed)."""
     subprocess.run([sys.executable, str(ROOT / "scripts" / "devcluster"), "images"], check=True)
+
+
+def sample_cr(schema: str) -> dict[str, Any]:
+    """config/samples/gongwebhook.yaml pointed at this namespace's Snowflake stand-in (extraConfig) and
+    with enrichment off (the Gong API cannot be reached from here)."""
+    cr: dict[str, Any] = yaml.safe_load((ROOT / "config" / "samples" / "gongwebhook.yaml").read_text())
+    spec = cr["spec"]
+    spec["snowflake"]["schema"] = schema
+    spec["gong"]["enrichmentEnabled"] = False
+    spec["extraConfig"] = {"SNOWFLAKE_HOST": "snowflake", "SNOWFLAKE_PORT": "80", "SNOWFLAKE_PROTOCOL": "http",
+                           "SNOWFLAKE_TIMEOUT_SECONDS": "10", "LOADER_BLOCK_MS": "200"}
+    return cr
+
+
+def source_secret(public_keys: str, password: str) -> dict[str, Any]:
+    secret_scan.register_secret("node-secret-Hx3", password)
+    return {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "gong-source-credentials"}, "type": "Opaque",
+            "stringData": {"GONG_API_KEY": "node-key", "GONG_API_SECRET": "node-secret-Hx3",
+                           "GONG_WEBHOOK_PUBLIC_KEYS": public_keys, "SNOWFLAKE_ACCOUNT": "node-account",
+                           "SNOWFLAKE_USER": "loader", "SNOWFLAKE_PASSWORD": password}}

@@ -18,7 +18,6 @@ import base64
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,11 +25,13 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
 import yaml
 
 from tests.support.esc_standin import ca_file as esc_ca_file
+from tests.support.net import free_port
+from tests.support.waiting import wait_for
 
 SA_NAMESPACE = "gong-system"
 SA_NAME = "gong-webhook-operator"
@@ -49,12 +50,6 @@ class KubectlHost(Protocol):
 
     def kubectl(self, *args: str, check: bool = ..., input: str | None = ...,
                 timeout: float = ...) -> subprocess.CompletedProcess[str]: ...
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def sa_kubeconfig(cluster: KubectlHost, path: Path, duration: str = "2h") -> Path:
@@ -113,15 +108,6 @@ def apiserver_writes(metrics: str, resources: Collection[str],
     return out
 
 
-def _wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.2)
-    raise TimeoutError(f"timed out after {timeout}s waiting for {what}")
-
-
 class OperatorProcess:
     """``gong-webhook-operator --all-namespaces`` with peering, as its ServiceAccount; can be stopped
     with any signal and started again (each start logs to a new file and takes a higher priority)."""
@@ -178,7 +164,7 @@ class OperatorProcess:
             self.proc = subprocess.Popen(cmd, env=env, stdout=out, stderr=subprocess.STDOUT)
         self.started_at = time.monotonic()
         if wait_healthy:
-            _wait_for(self._healthy, 60, "operator liveness endpoint")
+            wait_for(self._healthy, 60, 0.2, "operator liveness endpoint")
         return self
 
     def healthz(self) -> tuple[int, str]:

@@ -1,60 +1,41 @@
-"""Process and server helpers for the webhook app tests (real redis-server, fakesnow, app, loader)."""
+"""Real local servers for the app's tests and the benchmarks: redis-server, fakesnow, an ASGI app under
+uvicorn in a thread, and a TCP proxy that can cut the network. The client libraries are imported where
+they are used, so that importing this module stays cheap (bench/common.py is imported by every load
+generator process)."""
 
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, ClassVar
-
-import redis
-import snowflake.connector
-import uvicorn
+from typing import TYPE_CHECKING, Any
 
 from tests import secret_scan
-from webhook_app import http_limits
+from tests.support.net import free_port, wait_port
+from tests.support.waiting import wait_for
+
+if TYPE_CHECKING:
+    import redis
 
 VENV_BIN = Path(sys.executable).parent
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.1, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def wait_port(port: int, timeout: float = 20.0, host: str = "127.0.0.1") -> None:
-    def up() -> bool:
+def stop_process(proc: subprocess.Popen[bytes], timeout: float = 10) -> None:
+    """SIGTERM, then SIGKILL if it is still running after ``timeout`` seconds."""
+    if proc.poll() is None:
+        proc.terminate()
         try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return True
-        except OSError:
-            return False
-
-    wait_for(up, timeout, 0.05, f"port {port}")
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class RedisServer:
-    """A real redis-server with AOF on and fsync on every write (the durable setting)."""
+    """A real redis-server with AOF on and fsync on every write (the durable setting the app is deployed with)."""
 
     def __init__(self, workdir: Path, password: str | None = None) -> None:
         exe = shutil.which("redis-server")
@@ -77,20 +58,22 @@ class RedisServer:
         self.url = f"redis://127.0.0.1:{self.port}/0"
 
     def client(self) -> redis.Redis:
+        import redis
+
         return redis.Redis.from_url(self.url, password=self.password)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
 
 
 class FakesnowServer:
-    """``host``: the address to listen on (the real node's pods reach the host at its bridge address)."""
+    """The local Snowflake stand-in (``fakesnow -s``), reached by the real connector over http.
 
-    def __init__(self, workdir: Path, host: str = "127.0.0.1") -> None:
+    ``host``: the address to listen on (the real node's pods reach the host at its bridge address).
+    ``create_database``: a database to create once the server is up (fakesnow starts with none)."""
+
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", create_database: str | None = None) -> None:
+        workdir.mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         self.host = host
         self.log = open(workdir / "fakesnow.log", "wb")
@@ -99,19 +82,21 @@ class FakesnowServer:
             stderr=subprocess.STDOUT, cwd=workdir,
         )
         wait_port(self.port, 60, host)
+        if create_database:
+            conn = self.connect(database=None)
+            conn.cursor().execute(f"CREATE DATABASE IF NOT EXISTS {create_database}")
+            conn.close()
 
-    def connect(self, database: str = "SOPHIA_AI", schema: str | None = None) -> Any:
+    def connect(self, database: str | None = "SOPHIA_AI", schema: str | None = None) -> Any:
+        import snowflake.connector  # a slow import: only where a connection is made
+
         return snowflake.connector.connect(
             host=self.host, port=self.port, protocol="http", account="test", user="test", password="test",
             database=database, schema=schema,
         )
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process(self.proc)
         self.log.close()
 
 
@@ -119,6 +104,10 @@ class ThreadedServer:
     """Runs an ASGI app under uvicorn in a background thread (real HTTP, real lifespan)."""
 
     def __init__(self, app: Any) -> None:
+        import uvicorn
+
+        from webhook_app import http_limits
+
         self.port = free_port()
         # The same HTTP protocol as the console script (webhook_app/cli.py), head-size cap included.
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, access_log=False,
@@ -132,47 +121,6 @@ class ThreadedServer:
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(30)
-
-
-class AppProcess:
-    """`gong-webhook-app` or `gong-webhook-loader` as a real subprocess with its own environment.
-
-    Every instance is remembered so a failing test cannot leave a process behind (see conftest)."""
-
-    started: ClassVar[list[AppProcess]] = []
-
-    def __init__(self, script: str, env: dict[str, str], args: list[str] | None = None, log: Path | None = None):
-        full_env = {k: v for k, v in os.environ.items() if k.startswith(("PATH", "HOME", "LANG", "LC_", "TMP"))}
-        full_env.update(env)
-        # Every run's output is kept and scanned for the configured secrets at the end of the session.
-        secret_scan.register_env(env)
-        self.log_path = secret_scan.register_log(log, script) if log else secret_scan.new_log(script)
-        self.log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(
-            [str(VENV_BIN / script), *(args or [])], env=full_env, stdout=self.log, stderr=self.log,
-        )
-        AppProcess.started.append(self)
-
-    def signal(self, sig: int) -> None:
-        self.proc.send_signal(sig)
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(10)
-
-    def stop(self, timeout: float = 30) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
-        self.log.close()
-        return int(self.proc.returncode)
-
-    def output(self) -> str:
-        return self.log_path.read_text()
 
 
 class TcpProxy:
@@ -233,7 +181,3 @@ class TcpProxy:
         self.down()
         self.loop.call_soon_threadsafe(self.loop.stop)
         self.thread.join(5)
-
-
-def wait_rows(count: Callable[[Any], int], settings: Any, n: int, timeout: float = 15) -> None:
-    wait_for(lambda: count(settings) >= n, timeout, 0.2, f"{n} rows in Snowflake")

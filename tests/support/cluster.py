@@ -1,4 +1,5 @@
-"""Operator helpers for the cluster tests (the `gw_crd` and `operator` fixtures are in tests/conftest.py).
+"""The local control plane for the tests: the admin ``Cluster`` handle and the helpers of the cluster,
+fault and security tests (the `cluster`, `gw_crd` and `operator` fixtures are in tests/conftest.py).
 
 One operator process is shared by the whole session. It runs the real console script
 (`gong-webhook-operator`) **as its own ServiceAccount**: the fixture applies config/rbac/, requests a
@@ -11,30 +12,90 @@ fixture binds the secrets-writer ClusterRole in namespaces of tests that use the
 from __future__ import annotations
 
 import json
-import time
+import subprocess
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from tests import secret_scan
-from tests.operator.conftest import EXAMPLE_PUBLIC_KEY
+from tests.support import waiting
+from tests.support.specs import EXAMPLE_PUBLIC_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
+DEVCLUSTER = ROOT / "scripts" / "devcluster"
 RESYNC_SECONDS = 10
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = ROOT / "tests" / "cluster" / "fixtures"
+KUBE_POLL_SECONDS = 0.5
 
 
-def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = 0.5, what: str = "condition") -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = predicate()
-        if last:
-            return last
-        time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+@dataclass
+class Cluster:
+    """Handle on the running local control plane (admin identity)."""
+
+    kubeconfig: Path
+    bin_dir: Path
+    env: dict[str, str] = field(default_factory=dict)
+
+    def kubectl(
+        self, *args: str, check: bool = True, input: str | None = None, timeout: float = 120
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [str(self.bin_dir / "kubectl"), *args],
+            env=self.env, input=input, capture_output=True, text=True, timeout=timeout,
+        )
+        if check and proc.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+        return proc
+
+    def api_client(self) -> Any:
+        from kubernetes import client, config
+
+        cfg = client.Configuration()
+        config.load_kube_config(config_file=str(self.kubeconfig), client_configuration=cfg)  # type: ignore[no-untyped-call]
+        return client.ApiClient(cfg)
+
+    def token_kubeconfig(self, token: str, path: Path) -> Path:
+        """A kubeconfig that authenticates only with `token` (no admin client certificate)."""
+        import yaml
+
+        admin = yaml.safe_load(self.kubeconfig.read_text())
+        cfg = {
+            "apiVersion": "v1",
+            "kind": "Config",
+            "clusters": admin["clusters"],
+            "users": [{"name": "token-user", "user": {"token": token}}],
+            "contexts": [{"name": "token", "context": {"cluster": admin["clusters"][0]["name"], "user": "token-user"}}],
+            "current-context": "token",
+        }
+        path.write_text(yaml.safe_dump(cfg))
+        path.chmod(0o600)
+        return path
+
+    def as_kubeconfig(self, kubeconfig: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        """kubectl with another identity's kubeconfig."""
+        return self.kubectl(f"--kubeconfig={kubeconfig}", *args, check=check)
+
+    def grant_operator_secret_writes(self, namespace: str) -> None:
+        """What a platform team does for each namespace hosting GongWebhooks: bind the operator's
+        secrets-writer ClusterRole there (config/rbac/namespaced/secrets_writer_role_binding.yaml)."""
+        import yaml
+
+        binding = yaml.safe_load((ROOT / "config" / "rbac" / "namespaced" / "secrets_writer_role_binding.yaml")
+                                 .read_text())
+        binding["metadata"]["namespace"] = namespace
+        self.kubectl("apply", "-f", "-", input=yaml.safe_dump(binding))
+
+    def devcluster(self, *args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([str(DEVCLUSTER), *args], capture_output=True, text=True, check=True)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, interval: float = KUBE_POLL_SECONDS,
+             what: str = "condition") -> Any:
+    """:func:`tests.support.waiting.wait_for`, every 0.5 s by default: a probe here usually runs kubectl."""
+    return waiting.wait_for(predicate, timeout, interval, what)
 
 
 def kube_json(cluster: Any, *args: str) -> Any:

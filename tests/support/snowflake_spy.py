@@ -19,7 +19,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from tests.app.app_support import ThreadedServer
+from tests.support.servers import ThreadedServer
 
 QUERY_PATH = "/queries/v1/query-request"
 DDL = re.compile(r"^\s*(CREATE|ALTER|DROP|GRANT|REVOKE|UNDROP|TRUNCATE|COMMENT)\b", re.IGNORECASE)

@@ -12,8 +12,8 @@ from typing import Any
 
 import httpx
 
-from tests.app.app_support import wait_for
 from tests.support.gong import GongSigner, call_payload
+from tests.support.waiting import wait_for
 from webhook_app.settings import AppSettings
 
 
