@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from gong_operator import kube as k
-from tests.operator.test_reconcile import SPEC, FakeKube, _setup
+from tests.support.fake_kube import SPEC, FakeKube, fake_reconciler
 
 
 class CountingFakeKube(FakeKube):
@@ -28,7 +28,7 @@ class CountingFakeKube(FakeKube):
 
 
 def _counting(spec: dict[str, Any] | None = None) -> tuple[CountingFakeKube, Any]:
-    plain, rec = _setup(spec)
+    plain, rec = fake_reconciler(spec)
     kube = CountingFakeKube()
     kube.objects = plain.objects
     rec.kube = kube
@@ -160,11 +160,11 @@ def test_a_new_autoscaled_deployment_starts_at_min_replicas_not_the_default_one(
 def test_pods_are_read_only_while_the_rollout_is_short_of_ready():
     """Issue 11: the pods are listed (one LIST by the selector labels) to say why a rollout does not
     finish; a healthy GongWebhook's idle reconcile reads exactly what it read before."""
-    from tests.operator.test_reconcile import ONE_POD, SELECTOR, _rollout
+    from tests.support.fake_kube import ONE_POD, SELECTOR, deployment_rollout
 
     kube, rec = _counting(ONE_POD)
     rec.reconcile("team", "gw")
-    _rollout(kube, ready=1)
+    deployment_rollout(kube, ready=1)
     rec.reconcile("team", "gw")
     kube.gets, kube.lists = [], []
     kube.writes.clear()
@@ -174,7 +174,7 @@ def test_pods_are_read_only_while_the_rollout_is_short_of_ready():
     assert idle_gets == sorted([
         "GongWebhook/gw", "Secret/src", "ConfigMap/gw-config", "Secret/gw-credentials", "Deployment/gw",
         "Service/gw", "NetworkPolicy/gw", "HorizontalPodAutoscaler/gw", "PodDisruptionBudget/gw", "Ingress/gw"])
-    _rollout(kube, ready=0)  # a pod went away or does not start
+    deployment_rollout(kube, ready=0)  # a pod went away or does not start
     kube.gets, kube.lists = [], []
     rec.reconcile("team", "gw")
     assert kube.lists == [("Pod", "team", SELECTOR)]

@@ -9,77 +9,8 @@ from typing import Any
 from gong_operator import kube as k
 from gong_operator import reconcile
 from gong_operator.reconcile import GW, Reconciler
+from tests.support.fake_kube import CREDS, ONE_POD, SELECTOR, FakeKube, deployment_rollout, fake_reconciler
 from tests.support.specs import EXAMPLE_PUBLIC_KEY
-
-# Values the app starts with (the operator checks that before it rolls pods).
-CREDS = {"GONG_API_KEY": "k", "GONG_API_SECRET": "sss", "SNOWFLAKE_ACCOUNT": "a", "SNOWFLAKE_USER": "u",
-         "SNOWFLAKE_PASSWORD": "pw-value", "GONG_WEBHOOK_PUBLIC_KEYS": EXAMPLE_PUBLIC_KEY}
-SPEC = {"secrets": {"sourceRef": {"name": "src"}}, "gong": {"publicUrl": "https://hooks.example.com/webhooks/gong"}}
-
-
-class FakeKube:
-    """Stores objects; records every write like the real client counts them."""
-
-    field_manager = "gong-webhook-operator"
-
-    def __init__(self) -> None:
-        self.objects: dict[tuple[str, str, str], dict[str, Any]] = {}
-        self.writes: list[tuple[str, str, str]] = []
-        self.lists: list[tuple[str, str, str]] = []
-        self.sm_served = False
-
-    def get(self, kind: k.Kind, ns: str, name: str) -> dict[str, Any] | None:
-        obj = self.objects.get((kind.kind, ns, name))
-        return copy.deepcopy(obj) if obj else None
-
-    def apply(self, manifest: dict[str, Any], *, field_manager: str | None = None) -> dict[str, Any]:
-        meta = manifest["metadata"]
-        self.writes.append(("APPLY", manifest["kind"], meta["name"]))
-        key = (manifest["kind"], meta["namespace"], meta["name"])
-        obj = copy.deepcopy(manifest)
-        obj["metadata"]["uid"] = f"uid-{meta['name']}"
-        self.objects[key] = obj
-        return copy.deepcopy(obj)
-
-    def delete(self, kind: k.Kind, ns: str, name: str) -> bool:
-        self.writes.append(("DELETE", kind.kind, name))
-        return self.objects.pop((kind.kind, ns, name), None) is not None
-
-    def merge_patch(self, kind: k.Kind, ns: str, name: str, patch: dict[str, Any], subresource: str | None = None):
-        self.writes.append(("PATCH", f"{kind.kind}/{subresource}", name))
-        obj = self.objects[(kind.kind, ns, name)]
-        if subresource == "status":
-            obj["status"] = patch["status"]
-        else:
-            obj.setdefault("spec", {}).update(patch["spec"])
-        return obj
-
-    def create(self, kind: k.Kind, ns: str, body: dict[str, Any]) -> Any:
-        self.writes.append(("POST", kind.kind, body.get("reason", "")))
-        return body
-
-    def served(self, kind: k.Kind) -> bool:
-        return self.sm_served
-
-    def list_selected(self, kind: k.Kind, ns: str, labels: dict[str, str]) -> list[dict[str, Any]]:
-        self.lists.append((kind.kind, ns, ",".join(f"{a}={b}" for a, b in labels.items())))
-        return [copy.deepcopy(o) for (kind_, ns_, _), o in sorted(self.objects.items())
-                if kind_ == kind.kind and ns_ == ns
-                and labels.items() <= ((o.get("metadata") or {}).get("labels") or {}).items()]
-
-
-def _setup(spec: dict[str, Any] | None = None) -> tuple[FakeKube, Reconciler]:
-    kube = FakeKube()
-    kube.objects[("GongWebhook", "team", "gw")] = {
-        "apiVersion": "gong.sophia-ai.com/v1alpha1", "kind": "GongWebhook",
-        "metadata": {"name": "gw", "namespace": "team", "uid": "gw-uid", "generation": 1},
-        "spec": copy.deepcopy(spec or SPEC),
-    }
-    kube.objects[("Secret", "team", "src")] = {
-        "metadata": {"name": "src", "namespace": "team"},
-        "data": {k_: base64.b64encode(v.encode()).decode() for k_, v in CREDS.items()},
-    }
-    return kube, Reconciler(kube)  # type: ignore[arg-type]
 
 
 def _conds(kube: FakeKube) -> dict[str, dict[str, Any]]:
@@ -87,7 +18,7 @@ def _conds(kube: FakeKube) -> dict[str, dict[str, Any]]:
 
 
 def test_first_reconcile_creates_children_then_a_second_writes_nothing():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     out = rec.reconcile("team", "gw")
     applied = {kind for verb, kind, _ in kube.writes if verb == "APPLY"}
     assert applied == {"ConfigMap", "Secret", "Deployment", "Service", "HorizontalPodAutoscaler",
@@ -103,7 +34,7 @@ def test_first_reconcile_creates_children_then_a_second_writes_nothing():
 
 
 def test_hand_edit_is_reapplied_and_evented():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     rec.reconcile("team", "gw")
     kube.objects[("Service", "team", "gw")]["spec"]["sessionAffinity"] = "ClientIP"
     del kube.objects[("ConfigMap", "team", "gw-config")]
@@ -115,7 +46,7 @@ def test_hand_edit_is_reapplied_and_evented():
 
 
 def test_switched_off_children_are_deleted():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     rec.reconcile("team", "gw")
     kube.objects[("GongWebhook", "team", "gw")]["spec"].update(
         {"autoscaling": {"enabled": False}, "replicas": 3, "networkPolicy": {"enabled": False}})
@@ -126,7 +57,7 @@ def test_switched_off_children_are_deleted():
 
 
 def test_missing_key_keeps_the_workload_and_reports():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     rec.reconcile("team", "gw")
     dep_before = copy.deepcopy(kube.objects[("Deployment", "team", "gw")])
     creds_before = copy.deepcopy(kube.objects[("Secret", "team", "gw-credentials")])
@@ -145,7 +76,7 @@ def test_missing_key_keeps_the_workload_and_reports():
 
 
 def test_rotation_changes_the_pod_template_hash():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     rec.reconcile("team", "gw")
     h1 = kube.objects[("Deployment", "team", "gw")]["spec"]["template"]["metadata"]["annotations"]
     h1 = dict(h1)
@@ -157,7 +88,7 @@ def test_rotation_changes_the_pod_template_hash():
 
 
 def test_foreign_object_with_a_childs_name_is_not_taken_over():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     kube.objects[("ConfigMap", "team", "gw-config")] = {"metadata": {"name": "gw-config", "namespace": "team"},
                                                         "data": {"mine": "yes"}}
     out = rec.reconcile("team", "gw")
@@ -167,7 +98,7 @@ def test_foreign_object_with_a_childs_name_is_not_taken_over():
 
 
 def test_servicemonitor_appears_with_its_crd_and_suspend_scales_to_zero():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     rec.reconcile("team", "gw")
     assert ("ServiceMonitor", "team", "gw") not in kube.objects
     kube.sm_served = True
@@ -185,14 +116,14 @@ def test_servicemonitor_appears_with_its_crd_and_suspend_scales_to_zero():
 
 
 def test_gone_resource():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     del kube.objects[("GongWebhook", "team", "gw")]
     assert rec.reconcile("team", "gw").gone
     assert GW.plural == "gongwebhooks"
 
 
 def test_a_config_the_app_would_refuse_is_reported_and_the_pods_are_left_alone():
-    kube, rec = _setup()
+    kube, rec = fake_reconciler()
     rec.reconcile("team", "gw")
     dep_before = copy.deepcopy(kube.objects[("Deployment", "team", "gw")])
     cm_before = copy.deepcopy(kube.objects[("ConfigMap", "team", "gw-config")])
@@ -222,7 +153,7 @@ def test_a_config_the_app_would_refuse_is_reported_and_the_pods_are_left_alone()
 
 def test_a_stored_jwt_spec_without_a_public_url_is_invalid_config_not_a_crash():
     # Stored before the CEL rule existed (the API server ratchets unchanged objects through).
-    kube, rec = _setup({"secrets": {"sourceRef": {"name": "src"}}})
+    kube, rec = fake_reconciler({"secrets": {"sourceRef": {"name": "src"}}})
     rec.reconcile("team", "gw")
     assert ("Deployment", "team", "gw") not in kube.objects
     cond = _conds(kube)["Ready"]
@@ -245,7 +176,7 @@ class FailingSecretReads(FakeKube):
 def test_an_api_error_reading_the_source_is_a_condition_not_a_crash():
     for status, reason, transient in ((403, "Forbidden", False), (500, "InternalError", True),
                                       (503, "ServiceUnavailable", True)):
-        plain, _ = _setup()
+        plain, _ = fake_reconciler()
         kube = FailingSecretReads(status, reason)
         kube.objects = plain.objects
         rec = Reconciler(kube)  # type: ignore[arg-type]
@@ -260,18 +191,7 @@ def test_an_api_error_reading_the_source_is_a_condition_not_a_crash():
 
 # ------------------------------------------------------------------ pods that fail (issue 11)
 
-ONE_POD = {**SPEC, "autoscaling": {"enabled": False}, "replicas": 1, "disruptionBudget": {"enabled": False}}
-SELECTOR = "app.kubernetes.io/name=gong-webhook,app.kubernetes.io/instance=gw"
 CONFIG_ERROR = "configuration error: GONG_WEBHOOK_AUTH_MODE: Input should be 'jwt' or 'url-key'"
-
-
-def _rollout(kube: FakeKube, *, ready: int) -> None:
-    """What the Deployment controller reports for the one-replica Deployment."""
-    dep = kube.objects[("Deployment", "team", "gw")]
-    dep["metadata"]["generation"] = 1
-    dep["status"] = {"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1, "readyReplicas": ready,
-                     "conditions": [{"type": "Available", "status": "True" if ready else "False"},
-                                    {"type": "Progressing", "status": "True", "reason": "ReplicaSetUpdated"}]}
 
 
 def _app_pod(kube: FakeKube, container_status: dict[str, Any], name: str = "gw-7d9f-abcde") -> None:
@@ -288,9 +208,9 @@ CRASH_LOOP = {"ready": False, "restartCount": 2,
 
 
 def test_crash_looping_pods_show_in_status_with_the_apps_message_and_one_event():
-    kube, rec = _setup(ONE_POD)
+    kube, rec = fake_reconciler(ONE_POD)
     rec.reconcile("team", "gw")
-    _rollout(kube, ready=0)
+    deployment_rollout(kube, ready=0)
     _app_pod(kube, CRASH_LOOP)
     kube.writes.clear()
     out = rec.reconcile("team", "gw")
@@ -311,7 +231,7 @@ def test_crash_looping_pods_show_in_status_with_the_apps_message_and_one_event()
     # Fixed (the user's ConfigMap no longer overrides the setting): the container starts and is ready.
     _app_pod(kube, {"ready": True, "restartCount": 5, "state": {"running": {}},
                     "lastState": CRASH_LOOP["lastState"]})
-    _rollout(kube, ready=1)
+    deployment_rollout(kube, ready=1)
     kube.lists.clear()
     out = rec.reconcile("team", "gw")
     assert kube.lists == [], "a complete rollout costs no pod read"
@@ -321,9 +241,9 @@ def test_crash_looping_pods_show_in_status_with_the_apps_message_and_one_event()
 
 
 def test_starting_pods_are_no_failure_and_are_looked_at_again_soon():
-    kube, rec = _setup(ONE_POD)
+    kube, rec = fake_reconciler(ONE_POD)
     rec.reconcile("team", "gw")
-    _rollout(kube, ready=0)
+    deployment_rollout(kube, ready=0)
     _app_pod(kube, {"ready": False, "restartCount": 0, "state": {"waiting": {"reason": "ContainerCreating"}}})
     out = rec.reconcile("team", "gw")
     conds = _conds(kube)
@@ -331,14 +251,14 @@ def test_starting_pods_are_no_failure_and_are_looked_at_again_soon():
     # A crash changes no Deployment field the operator watches, so it looks again instead of waiting
     # for the periodic resync.
     assert out.requeue_after == reconcile.POD_RECHECK_SECONDS
-    _rollout(kube, ready=1)
+    deployment_rollout(kube, ready=1)
     assert rec.reconcile("team", "gw").requeue_after is None
 
 
 def test_a_failing_pod_message_never_carries_a_synced_credential():
-    kube, rec = _setup(ONE_POD)
+    kube, rec = fake_reconciler(ONE_POD)
     rec.reconcile("team", "gw")
-    _rollout(kube, ready=0)
+    deployment_rollout(kube, ready=0)
     leak = {**CRASH_LOOP, "lastState": {"terminated": {
         "exitCode": 1, "reason": "Error", "message": f"ValueError: bad value {CREDS['SNOWFLAKE_PASSWORD']!r}"}}}
     _app_pod(kube, leak)
@@ -353,12 +273,12 @@ class FailingPodList(FakeKube):
 
 
 def test_a_pod_list_the_api_refuses_leaves_the_rollout_status():
-    plain, _ = _setup(ONE_POD)
+    plain, _ = fake_reconciler(ONE_POD)
     kube = FailingPodList()
     kube.objects = plain.objects
     rec = Reconciler(kube)  # type: ignore[arg-type]
     rec.reconcile("team", "gw")
-    _rollout(kube, ready=0)
+    deployment_rollout(kube, ready=0)
     _app_pod(kube, CRASH_LOOP)
     out = rec.reconcile("team", "gw")
     assert not out.error  # the workload is applied; only the detail is missing
