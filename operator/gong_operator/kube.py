@@ -3,7 +3,8 @@
 Only what the operator needs: GET, a LIST by labels (the pods of a rollout short of ready), server-side
 apply, DELETE, merge-patch of status and scale, POST of Events and a served-API check. Every write is
 counted in :mod:`gong_operator.metrics`. Errors become :class:`KubeError` carrying the HTTP status and
-the API server's *message* (never a request body).
+the API server's *message* (never a request body); the answers callers act on are typed once here
+(:class:`NotFound`, :class:`Forbidden`, :class:`Conflict`), so callers write ``except NotFound:``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ class Kind:
     api_version: str
     kind: str
     plural: str
+    namespaced: bool = True  # False: a cluster-scoped kind (its path has no namespaces/<ns> part)
 
     @property
     def group(self) -> str:
@@ -33,8 +35,12 @@ class Kind:
     def base(self) -> str:
         return f"/api/{self.api_version}" if "/" not in self.api_version else f"/apis/{self.api_version}"
 
-    def path(self, namespace: str, name: str | None = None, subresource: str | None = None) -> str:
-        out = f"{self.base()}/namespaces/{namespace}/{self.plural}"
+    def path(self, namespace: str | None, name: str | None = None, subresource: str | None = None) -> str:
+        """``namespace`` is None for a cluster-scoped kind (and required for a namespaced one)."""
+        if self.namespaced != (namespace is not None):
+            raise ValueError(f"{self.kind} is {'' if self.namespaced else 'not '}namespaced: namespace={namespace!r}")
+        scope = f"/namespaces/{namespace}" if namespace is not None else ""
+        out = f"{self.base()}{scope}/{self.plural}"
         if name:
             out += f"/{name}"
         if subresource:
@@ -60,6 +66,13 @@ KINDS: dict[str, Kind] = {
 
 
 class KubeError(Exception):
+    """An API answer outside 2xx. Constructing one picks the typed subclass for its status, wherever it
+    is raised (this client, or a test's stand-in of it): ``KubeError(404, ...)`` is a :class:`NotFound`."""
+
+    def __new__(cls, status: int, reason: str, message: str) -> KubeError:
+        typed = _BY_STATUS.get(status, cls) if cls is KubeError else cls
+        return super().__new__(typed)
+
     def __init__(self, status: int, reason: str, message: str) -> None:
         super().__init__(f"{status} {reason}: {message}")
         self.status = status
@@ -69,6 +82,26 @@ class KubeError(Exception):
     @property
     def namespace_terminating(self) -> bool:
         return self.status == 403 and "being terminated" in self.message
+
+    @property
+    def transient(self) -> bool:
+        """Worth a retry with backoff: the server is overloaded, restarting or rate-limiting."""
+        return self.status >= 500 or self.status == 429
+
+
+class NotFound(KubeError):
+    """404: the object (or, for discovery, the API group) does not exist."""
+
+
+class Forbidden(KubeError):
+    """403: RBAC refuses the verb, or the namespace is being terminated (``namespace_terminating``)."""
+
+
+class Conflict(KubeError):
+    """409: the object exists already, or a write raced another."""
+
+
+_BY_STATUS: dict[int, type[KubeError]] = {404: NotFound, 403: Forbidden, 409: Conflict}
 
 
 def load_api_client() -> client.ApiClient:
@@ -143,13 +176,12 @@ class Kube:
 
     # -------------------------------------------------------------- verbs
 
-    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any] | None:
+    def get(self, kind: Kind, namespace: str | None, name: str) -> dict[str, Any] | None:
+        """The object, or None when absent (``namespace`` None for a cluster-scoped kind)."""
         try:
             out: dict[str, Any] = self.request("GET", kind.path(namespace, name))
-        except KubeError as e:
-            if e.status == 404:
-                return None
-            raise
+        except NotFound:
+            return None
         return out
 
     def list_selected(self, kind: Kind, namespace: str, labels: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -177,10 +209,8 @@ class Kube:
         try:
             self.request("DELETE", kind.path(namespace, name), body={"propagationPolicy": "Background"},
                          content_type="application/json", resource=kind.plural)
-        except KubeError as e:
-            if e.status == 404:
-                return False
-            raise
+        except NotFound:
+            return False
         return True
 
     def merge_patch(self, kind: Kind, namespace: str, name: str, patch: dict[str, Any],
@@ -204,7 +234,7 @@ class Kube:
             listing = self.request("GET", kind.base())
             found = any(r.get("name") == kind.plural for r in (listing or {}).get("resources", []))
         except KubeError as e:
-            if e.status not in (404, 503):
+            if not isinstance(e, NotFound) and e.status != 503:  # 503: an aggregated API that is down
                 raise
             found = False
         self._served[kind] = (now, found)

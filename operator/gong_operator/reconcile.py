@@ -1,9 +1,12 @@
-"""One reconcile of one GongWebhook: read, compute desired, apply what differs, write status.
+"""One reconcile of one GongWebhook: gather → desired → apply → observe → write.
 
-Flow: CR spec (pydantic) -> credentials (secret_sync) -> desired manifests (children, pure) ->
-compare with live (diff) -> server-side apply only what differs (kube) -> delete switched-off
-children -> observe the Deployment (and its pods, only while the rollout is short of ready) -> status
-(only PATCHed when it changed) + Events.
+gather: GET the GongWebhook, parse its spec (pydantic), read the credentials (secret_sync) and whether
+the ServiceMonitor API is served. desired: the child manifests (children, pure) and the pods' content
+hash. apply: server-side apply only what differs (diff, kube), delete switched-off children; returns
+an :class:`~gong_operator.status.ApplyReport`. observe: the Deployment and, only while its rollout is
+short of ready, its pods, into one :class:`~gong_operator.status.Observed`. write:
+:func:`gong_operator.status.compose` plans status and Events purely; the status is PATCHed only when
+it changed, the Events posted.
 """
 
 from __future__ import annotations
@@ -16,21 +19,25 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from gong_operator import app_config, metrics
-from gong_operator import children as ch
-from gong_operator import kube as k
-from gong_operator import spec as s
-from gong_operator import status as st
+from gong_operator import app_config, children, kube, metrics, spec, status
 from gong_operator.diff import needs_apply
 from gong_operator.hashing import content_hash
-from gong_operator.pulumi_esc import EscSource
-from gong_operator.secret_sync import SECRETS_WRITER_BINDING, SYNCED, SyncResult, sync, write_forbidden
+from gong_operator.pulumi_esc import EscSource, parse_duration
+from gong_operator.secret_sync import (
+    SECRETS_WRITER_BINDING,
+    SYNCED,
+    SyncResult,
+    secret_sources,
+    sync,
+    write_forbidden,
+)
+from gong_operator.status import ApplyReport, Observed
 
 log = logging.getLogger("gong_operator.reconcile")
 
-GW = k.Kind(s.API_VERSION, s.KIND, s.PLURAL)
+GW = kube.Kind(spec.API_VERSION, spec.KIND, spec.PLURAL)
 # Holds a Deployment's spec.replicas from the moment the operator stops applying it (autoscaling on).
-REPLICAS_HANDOVER_MANAGER = f"{ch.MANAGER}-replicas-handover"
+REPLICAS_HANDOVER_MANAGER = f"{children.MANAGER}-replicas-handover"
 # While a rollout is short of ready and no pod is failing yet, look again this soon: a container that
 # starts crash-looping changes no Deployment field (no watch event), and the resync may be a minute off.
 POD_RECHECK_SECONDS = 10.0
@@ -53,21 +60,32 @@ class ChildConflict(Exception):
     """A child's name is taken by an object this GongWebhook does not control."""
 
 
+@dataclass(frozen=True)
+class Desired:
+    """The desired step's result: the manifests, whether the workload trio may be applied (credentials
+    synced and a config the app accepts), the app's refusal of its config, and the pods' content hash."""
+
+    manifests: list[children.Manifest]
+    workload_ok: bool
+    invalid_config: str | None
+    digest: str
+
+
 class Events:
     """Kubernetes Events on the GongWebhook (core/v1), posted only for real changes."""
 
-    def __init__(self, kube: k.Kube, component: str) -> None:
-        self.kube = kube
+    def __init__(self, client: kube.Kube, component: str) -> None:
+        self.kube = client
         self.component = component
 
     def post(self, body: Mapping[str, Any], type_: str, reason: str, message: str) -> None:
         meta = body["metadata"]
-        ts = st.now_rfc3339()
+        ts = status.now_rfc3339()
         event = {
             "apiVersion": "v1",
             "kind": "Event",
             "metadata": {"generateName": f"{meta['name']}.", "namespace": meta["namespace"]},
-            "involvedObject": {"apiVersion": s.API_VERSION, "kind": s.KIND, "name": meta["name"],
+            "involvedObject": {"apiVersion": spec.API_VERSION, "kind": spec.KIND, "name": meta["name"],
                                "namespace": meta["namespace"], "uid": meta["uid"],
                                "resourceVersion": meta.get("resourceVersion", "")},
             "type": type_,
@@ -81,8 +99,8 @@ class Events:
             "count": 1,
         }
         try:
-            self.kube.create(k.EVENT, meta["namespace"], event)
-        except k.KubeError as e:
+            self.kube.create(kube.EVENT, meta["namespace"], event)
+        except kube.KubeError as e:
             if e.namespace_terminating:
                 return
             log.warning("cannot post event %s on %s/%s: %s", reason, meta["namespace"], meta["name"], e.status)
@@ -93,10 +111,11 @@ def _owned_by(obj: Mapping[str, Any], uid: str) -> bool:
 
 
 class Reconciler:
-    def __init__(self, kube: k.Kube, *, esc: EscSource | None = None, component: str = ch.MANAGER) -> None:
-        self.kube = kube
+    def __init__(self, client: kube.Kube, *, esc: EscSource | None = None,
+                 component: str = children.MANAGER) -> None:
+        self.kube = client
         self.esc = esc or EscSource()
-        self.events = Events(kube, component)
+        self.events = Events(client, component)
 
     # ------------------------------------------------------------------ entry point
 
@@ -111,139 +130,172 @@ class Reconciler:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
 
     def _reconcile(self, body: dict[str, Any]) -> Outcome:
-        meta = body["metadata"]
-        owner = ch.Owner.from_body(body)
-        generation = int(meta.get("generation", 0))
-        old_status: dict[str, Any] = body.get("status") or {}
-        old_conditions = old_status.get("conditions") or []
-        out = Outcome()
+        owner = children.Owner.from_body(body)
         try:
-            spec = s.GongWebhookSpec.model_validate(body.get("spec") or {})
+            parsed = spec.GongWebhookSpec.model_validate(body.get("spec") or {})
         except ValidationError as e:
-            fields = ", ".join(".".join(str(p) for p in err["loc"]) for err in e.errors())
-            out.error = f"spec is invalid at: {fields}"
+            error = "spec is invalid at: " + ", ".join(".".join(str(p) for p in err["loc"]) for err in e.errors())
             metrics.RECONCILE_ERRORS.labels(stage="spec").inc()
-            self._write_status(body, old_status, self._error_status(old_status, out.error, generation), out)
-            return out
-        out.secret_sources = _secret_sources(spec, owner.namespace)
+            return self._write(Observed(body, status.now_rfc3339(), spec_error=error), ApplyReport(error=error),
+                               Outcome())
+        out = Outcome(secret_sources=secret_sources(body.get("spec") or {}, owner.namespace))
+        if parsed.suspend:
+            report = self._apply_suspend(body, owner)
+            rollout = status.Rollout.from_deployment(report.deployment)
+            return self._write(Observed(body, status.now_rfc3339(), parsed, deployment=report.deployment,
+                                        rollout=rollout), report, out)
+        # gather
+        secrets = self._sync_secrets(parsed, owner, out)
+        sm_api = self.kube.served(kube.SERVICEMONITOR)  # asked once per reconcile (Kube caches it briefly)
+        sm_wanted = sm_api and parsed.monitoring.service_monitor.enabled
+        # desired, apply
+        desired = self._desired(body, parsed, owner, secrets, sm_wanted)
+        report = self._apply(body, parsed, owner, desired, secrets, sm_wanted, sm_api)
+        if report.gone:
+            return Outcome(gone=True)
+        # observe
+        rollout = status.Rollout.from_deployment(report.deployment)
+        pod_failure = self._observe_pods(owner, rollout, report, desired, report.secrets or secrets, out)
+        observed = Observed(
+            body, status.now_rfc3339(), parsed, secrets=secrets, service_monitor_api=sm_api,
+            invalid_config=desired.invalid_config, digest=desired.digest,
+            children=tuple((m["apiVersion"], m["kind"], m["metadata"]["name"]) for m in desired.manifests),
+            deployment=report.deployment, rollout=rollout, pod_failure=pod_failure)
+        # write
+        return self._write(observed, report, out)
 
-        if spec.suspend:
-            return self._suspend(body, spec, owner, old_status, out)
+    # ------------------------------------------------------------------ gather, desired, apply
 
-        # 1. credentials
-        result = sync(spec, owner.namespace, lambda ns, n: self.kube.get(k.SECRET, ns, n), self.esc,
-                      synced_name=ch.credentials_name(owner))
+    def _sync_secrets(self, parsed: spec.GongWebhookSpec, owner: children.Owner, out: Outcome) -> SyncResult:
+        result = sync(parsed, owner.namespace, lambda ns, n: self.kube.get(kube.SECRET, ns, n), self.esc,
+                      synced_name=children.credentials_name(owner))
         metrics.SECRET_SYNCS.labels(source=result.source, result="ok" if result.ok else result.reason).inc()
         if not result.ok:
             metrics.RECONCILE_ERRORS.labels(stage="secrets").inc()
             out.retry = result.transient
-        if spec.secrets.pulumi_esc is not None:
-            from gong_operator.pulumi_esc import parse_duration
-            out.requeue_after = parse_duration(spec.secrets.refresh_interval)
+        if parsed.secrets.pulumi_esc is not None:
+            out.requeue_after = parse_duration(parsed.secrets.refresh_interval)
+        return result
 
-        # 2. desired children. Whether the ServiceMonitor API exists is asked once per reconcile (the
-        # answer serves both the desired set and the switched-off check) and Kube caches it briefly.
-        sm_api = self.kube.served(k.SERVICEMONITOR)
-        sm_served = sm_api and spec.monitoring.service_monitor.enabled
-        cfg = ch.config_data(spec)
+    def _desired(self, body: Mapping[str, Any], parsed: spec.GongWebhookSpec, owner: children.Owner,
+                 secrets: SyncResult, sm_wanted: bool) -> Desired:
+        """Every desired child, the workload trio included (status lists it); the apply step leaves the
+        trio alone unless ``workload_ok``."""
+        cfg = children.config_data(parsed)
         # The app exits 2 at start on a setting it refuses; rolling pods with such a config would replace
         # working pods by crash-looping ones. So its own start-up check runs first, over the exact env.
-        invalid_config = app_config.refusal(_pod_env(cfg, result.data)) \
-            if result.ok and result.data is not None else None
+        invalid_config = app_config.refusal(_pod_env(cfg, secrets.data)) \
+            if secrets.ok and secrets.data is not None else None
         if invalid_config is not None:
             metrics.RECONCILE_ERRORS.labels(stage="config").inc()
             log.warning("reconcile of %s/%s: the app would refuse its config, pods left as they are: %s",
                         owner.namespace, owner.name, invalid_config)
-        workload_ok = result.ok and invalid_config is None
-        digest = content_hash(cfg, result.data, salt=owner.uid) if workload_ok and result.data is not None \
-            else str(old_status.get("secretHash", ""))
-        desired = ch.desired_children(spec, owner, secret_data=result.data if workload_ok else None,
-                                      content_hash=digest, service_monitor_served=sm_served)
+        workload_ok = secrets.ok and invalid_config is None and secrets.data is not None
+        digest = content_hash(cfg, secrets.data, salt=owner.uid) if workload_ok and secrets.data is not None \
+            else str((body.get("status") or {}).get("secretHash", ""))
+        manifests = children.desired_children(parsed, owner, secret_data=secrets.data or {}, content_hash=digest,
+                                              service_monitor_served=sm_wanted)
+        return Desired(manifests, workload_ok, invalid_config, digest)
 
-        # 3. apply what differs, delete what is switched off
+    def _apply(self, body: Mapping[str, Any], parsed: spec.GongWebhookSpec, owner: children.Owner,
+               desired: Desired, secrets: SyncResult, sm_wanted: bool, sm_api: bool) -> ApplyReport:
+        """Apply what differs, delete what is switched off; a failed request ends the step (reported)."""
+        applied: list[str] = []
+        deleted: list[str] = []
+        forbidden: SyncResult | None = None
         live_deployment: dict[str, Any] | None = None
+        error: str | None = None
         try:
-            for manifest in desired:
-                if manifest["kind"] == "Deployment" and not result.ok:
+            for manifest in desired.manifests:
+                if manifest["kind"] in status.WORKLOAD_KINDS and not desired.workload_ok:
+                    continue  # no usable credentials or config: the workload stays as it was
+                if manifest["kind"] == "Deployment" and forbidden is not None:
                     continue  # the credentials could not be written: the workload stays as it was
                 try:
-                    live = self._apply_one(body, manifest, out)
-                except k.KubeError as e:
-                    if manifest["kind"] != "Secret" or e.status != 403 or e.namespace_terminating:
+                    live = self._apply_one(body, manifest, applied)
+                except kube.Forbidden as e:
+                    if manifest["kind"] != "Secret" or e.namespace_terminating:
                         raise
                     # Secret writes are granted per namespace; a namespace without the binding is a
                     # configuration state the platform team fixes, reported in SecretsSynced.
-                    result = write_forbidden(owner.namespace, manifest["metadata"]["name"], result.source)
-                    digest = str(old_status.get("secretHash", ""))
+                    forbidden = write_forbidden(owner.namespace, manifest["metadata"]["name"], secrets.source)
                     metrics.RECONCILE_ERRORS.labels(stage="secrets").inc()
                     log.warning("reconcile of %s/%s: not allowed to write Secret %s (no %s RoleBinding)",
                                 owner.namespace, owner.name, manifest["metadata"]["name"], SECRETS_WRITER_BINDING)
                     continue
                 if manifest["kind"] == "Deployment":
                     live_deployment = live
-            self._delete_unwanted(body, spec, owner, sm_served, sm_api, out)
+            self._delete_unwanted(body, parsed, owner, sm_wanted, sm_api, deleted)
             if live_deployment is None:
-                live_deployment = self.kube.get(k.DEPLOYMENT, owner.namespace, owner.name)
-            live_deployment = self._scale_up_to_minimum(spec, owner, live_deployment)
-        except k.KubeError as e:
+                live_deployment = self.kube.get(kube.DEPLOYMENT, owner.namespace, owner.name)
+            live_deployment = self._scale_up_to_minimum(parsed, owner, live_deployment)
+        except kube.KubeError as e:
             if e.namespace_terminating:  # the GongWebhook goes away with its namespace
-                return Outcome(gone=True)
-            out.error = f"API request failed: {e.status} {e.reason}"
+                return ApplyReport(gone=True)
+            error = f"API request failed: {e.status} {e.reason}"
             metrics.RECONCILE_ERRORS.labels(stage="apply").inc()
             log.warning("reconcile of %s/%s failed: %s", owner.namespace, owner.name, e)
         except ChildConflict as e:
-            out.error = str(e)
             metrics.RECONCILE_ERRORS.labels(stage="conflict").inc()
-            if _condition_message(old_conditions, st.DEGRADED) != out.error:
-                self.events.post(body, "Warning", "ChildConflict", out.error)
             log.warning("reconcile of %s/%s: %s", owner.namespace, owner.name, e)
+            return ApplyReport(tuple(applied), tuple(deleted), str(e), conflict=True, secrets=forbidden,
+                               deployment=live_deployment)
+        return ApplyReport(tuple(applied), tuple(deleted), error, secrets=forbidden, deployment=live_deployment)
 
-        # 4. status
-        rollout = st.Rollout.from_deployment(live_deployment)
-        pods_failing = None
-        if rollout.needs_pod_check and not out.error and invalid_config is None:
-            pods_failing, listed = self._pods_failing(owner, result)
-            if listed and pods_failing is None:
-                out.requeue_after = min(out.requeue_after or POD_RECHECK_SECONDS, POD_RECHECK_SECONDS)
-        minimum = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.effective_replicas
-        conds = st.workload_conditions(rollout, secrets_ok=result.ok, suspended=False, error=out.error,
-                                       minimum=minimum, invalid_config=invalid_config, pods_failing=pods_failing)
-        if invalid_config is not None and _condition_message(old_conditions, st.DEGRADED) != conds[2].message:
-            self.events.post(body, "Warning", st.INVALID_CONFIG, conds[2].message)
-        prev_degraded = st.find(old_conditions, st.DEGRADED)
-        if conds[2].reason == st.PODS_FAILING and (prev_degraded or {}).get("reason") != st.PODS_FAILING:
-            # Once per transition: the crash loop's later reconciles (and a message that moves to
-            # another pod) post nothing more.
-            self.events.post(body, "Warning", st.PODS_FAILING, conds[2].message)
-            log.warning("pods of %s/%s are failing: %s", owner.namespace, owner.name, conds[2].message)
-        conds.append(st.Cond(st.SECRETS_SYNCED, "True" if result.ok else "False", result.reason, result.message))
-        conds.append(self._monitoring_condition(spec, sm_served))
-        new_status = self._status(body, spec, owner, old_conditions, conds, rollout, result, digest, generation)
-        self._secret_events(body, old_conditions, result)
-        self._write_status(body, old_status, new_status, out)
-        out.ready = conds[0].status == "True"
-        return out
-
-    # ------------------------------------------------------------------ pieces
-
-    def _pods_failing(self, owner: ch.Owner, result: SyncResult) -> tuple[str | None, bool]:
-        """(the first failing container of the Deployment's pods, whether the pods could be listed).
-
-        One LIST by the Deployment's selector labels. A refused or failed read only loses the detail
-        (the status falls back to the replica counts): it is logged, not a reconcile error, since the
-        workload itself was applied."""
+    def _apply_suspend(self, body: Mapping[str, Any], owner: children.Owner) -> ApplyReport:
+        """Suspended: scale the Deployment to zero (through the scale subresource), nothing else."""
+        dep = None
         try:
-            pods = self.kube.list_selected(k.POD, owner.namespace, ch.selector_labels(owner))
-        except k.KubeError as e:
+            dep = self.kube.get(kube.DEPLOYMENT, owner.namespace, owner.name)
+            if dep is not None and (dep.get("spec") or {}).get("replicas", 0) != 0:
+                self.kube.merge_patch(kube.DEPLOYMENT, owner.namespace, owner.name, {"spec": {"replicas": 0}},
+                                      subresource="scale")
+                self.events.post(body, "Normal", "Suspended", f"Scaled Deployment {owner.name} to zero")
+                dep = self.kube.get(kube.DEPLOYMENT, owner.namespace, owner.name)
+        except kube.KubeError as e:
+            return ApplyReport(error=f"API request failed: {e.status} {e.reason}", deployment=dep)
+        return ApplyReport(deployment=dep)
+
+    # ------------------------------------------------------------------ observe, write
+
+    def _observe_pods(self, owner: children.Owner, rollout: status.Rollout, report: ApplyReport,
+                      desired: Desired, secrets: SyncResult, out: Outcome) -> str | None:
+        """The first failing container of the Deployment's pods, read only while its rollout is short of
+        ready (and nothing else explains it). One LIST by the Deployment's selector labels. A refused or
+        failed read only loses the detail (the status falls back to the replica counts): it is logged,
+        not a reconcile error, since the workload itself was applied."""
+        if not rollout.needs_pod_check or report.error or desired.invalid_config is not None:
+            return None
+        try:
+            pods = self.kube.list_selected(kube.POD, owner.namespace, children.selector_labels(owner))
+        except kube.KubeError as e:
             metrics.RECONCILE_ERRORS.labels(stage="pods").inc()
             log.warning("cannot list the pods of %s/%s: %s %s", owner.namespace, owner.name, e.status, e.reason)
-            return None, False
+            return None
         # The container's message is the tail of its log: blank out any synced credential value in it.
-        values = [v.decode("utf-8", "replace") for v in (result.data or {}).values()]
-        return st.pod_failure(pods, redact=values), True
+        values = [v.decode("utf-8", "replace") for v in (secrets.data or {}).values()]
+        found = status.pod_failure(pods, redact=values)
+        if found is None:
+            out.requeue_after = min(out.requeue_after or POD_RECHECK_SECONDS, POD_RECHECK_SECONDS)
+        return found
 
-    def _apply_one(self, body: Mapping[str, Any], manifest: dict[str, Any], out: Outcome) -> dict[str, Any] | None:
-        kind = k.KINDS[manifest["kind"]]
+    def _write(self, observed: Observed, report: ApplyReport, out: Outcome) -> Outcome:
+        """Compose the status and Events, post the Events, PATCH the status if it changed."""
+        new_status, events = status.compose(observed, report)
+        for event in events:
+            if event.reason == status.PODS_FAILING:
+                meta = observed.body["metadata"]
+                log.warning("pods of %s/%s are failing: %s", meta["namespace"], meta["name"], event.message)
+            self.events.post(observed.body, event.type, event.reason, event.message)
+        out.applied, out.deleted, out.error = list(report.applied), list(report.deleted), report.error
+        written = status.to_json(new_status)
+        self._write_status(observed.body, observed.old_status, written, out)
+        out.ready = (status.find(written.get("conditions") or [], status.READY) or {}).get("status") == "True"
+        return out
+
+    def _apply_one(self, body: Mapping[str, Any], manifest: dict[str, Any],
+                   applied: list[str]) -> dict[str, Any] | None:
+        kind = kube.KINDS[manifest["kind"]]
         name = manifest["metadata"]["name"]
         live = self.kube.get(kind, manifest["metadata"]["namespace"], name)
         if live is not None and not _owned_by(live, body["metadata"]["uid"]):
@@ -255,26 +307,26 @@ class Reconciler:
             self._hand_replicas_over(live)
         result: dict[str, Any] = self.kube.apply(manifest)
         action = "Created" if live is None else "Updated"
-        out.applied.append(f"{kind.kind}/{name}")
+        applied.append(f"{kind.kind}/{name}")
         metrics.CHILDREN_APPLIED.labels(kind=kind.kind, action=action.lower()).inc()
         self.events.post(body, "Normal", action, f"{action} {kind.kind} {name}")
         log.info("%s %s %s/%s", action.lower(), kind.kind, manifest["metadata"]["namespace"], name)
         return result
 
-    def _delete_unwanted(self, body: Mapping[str, Any], spec: s.GongWebhookSpec, owner: ch.Owner,
-                         sm_served: bool, sm_api: bool, out: Outcome) -> None:
-        want = ch.wanted_optional(spec, service_monitor_served=sm_served)
-        for kind_name in ch.OPTIONAL_KINDS:
+    def _delete_unwanted(self, body: Mapping[str, Any], parsed: spec.GongWebhookSpec, owner: children.Owner,
+                         sm_wanted: bool, sm_api: bool, deleted: list[str]) -> None:
+        want = children.wanted_optional(parsed, service_monitor_served=sm_wanted)
+        for kind_name in children.OPTIONAL_KINDS:
             if want[kind_name]:
                 continue
-            kind = k.KINDS[kind_name]
-            if kind is k.SERVICEMONITOR and not sm_api:
+            kind = kube.KINDS[kind_name]
+            if kind is kube.SERVICEMONITOR and not sm_api:
                 continue
             live = self.kube.get(kind, owner.namespace, owner.name)
             if live is None or not _owned_by(live, owner.uid):
                 continue
             if self.kube.delete(kind, owner.namespace, owner.name):
-                out.deleted.append(f"{kind_name}/{owner.name}")
+                deleted.append(f"{kind_name}/{owner.name}")
                 metrics.CHILDREN_APPLIED.labels(kind=kind_name, action="deleted").inc()
                 self.events.post(body, "Normal", "Deleted", f"Deleted {kind_name} {owner.name} (switched off in spec)")
 
@@ -302,7 +354,7 @@ class Reconciler:
         log.info("Deployment %s/%s: replicas (%d) handed over for autoscaling", meta["namespace"], meta["name"],
                  current)
 
-    def _scale_up_to_minimum(self, spec: s.GongWebhookSpec, owner: ch.Owner,
+    def _scale_up_to_minimum(self, parsed: spec.GongWebhookSpec, owner: children.Owner,
                              dep: dict[str, Any] | None) -> dict[str, Any] | None:
         """An autoscaled Deployment below ``autoscaling.minReplicas`` is scaled up to it at once.
 
@@ -314,99 +366,17 @@ class Reconciler:
         (an Update, not part of the operator's applied fields), as the HPA does. Works on the
         Deployment this reconcile already read or applied: no GET of its own (the operator benchmark
         counted it as a second read of the same object on every reconcile)."""
-        if not spec.autoscaling.enabled or dep is None or not _owned_by(dep, owner.uid):
+        if not parsed.autoscaling.enabled or dep is None or not _owned_by(dep, owner.uid):
             return dep
         # Absent only before the API server defaulted it (it defaults to 1).
         current = (dep.get("spec") or {}).get("replicas", 1)
-        if current >= spec.autoscaling.min_replicas:
+        if current >= parsed.autoscaling.min_replicas:
             return dep
-        self.kube.merge_patch(k.DEPLOYMENT, owner.namespace, owner.name,
-                              {"spec": {"replicas": spec.autoscaling.min_replicas}}, subresource="scale")
+        self.kube.merge_patch(kube.DEPLOYMENT, owner.namespace, owner.name,
+                              {"spec": {"replicas": parsed.autoscaling.min_replicas}}, subresource="scale")
         log.info("scaled Deployment %s/%s from %d to autoscaling.minReplicas %d",
-                 owner.namespace, owner.name, current, spec.autoscaling.min_replicas)
-        return self.kube.get(k.DEPLOYMENT, owner.namespace, owner.name)
-
-    def _suspend(self, body: dict[str, Any], spec: s.GongWebhookSpec, owner: ch.Owner,
-                 old_status: dict[str, Any], out: Outcome) -> Outcome:
-        dep = None
-        try:
-            dep = self.kube.get(k.DEPLOYMENT, owner.namespace, owner.name)
-            if dep is not None and (dep.get("spec") or {}).get("replicas", 0) != 0:
-                self.kube.merge_patch(k.DEPLOYMENT, owner.namespace, owner.name, {"spec": {"replicas": 0}},
-                                      subresource="scale")
-                self.events.post(body, "Normal", "Suspended", f"Scaled Deployment {owner.name} to zero")
-                dep = self.kube.get(k.DEPLOYMENT, owner.namespace, owner.name)
-        except k.KubeError as e:
-            out.error = f"API request failed: {e.status} {e.reason}"
-        generation = int(body["metadata"].get("generation", 0))
-        old_conditions = old_status.get("conditions") or []
-        conds = st.workload_conditions(st.Rollout.from_deployment(dep), secrets_ok=True, suspended=True,
-                                       error=out.error)
-        # Keep the last known SecretsSynced / MonitoringConfigured as they were.
-        for t in (st.SECRETS_SYNCED, st.MONITORING):
-            prev = st.find(old_conditions, t)
-            conds.append(st.Cond(t, str(prev["status"]), str(prev["reason"]), str(prev.get("message", "")))
-                         if prev else st.Cond(t, "Unknown", "Suspended", "not evaluated while suspended"))
-        new_status = dict(old_status)
-        new_status.update({
-            "observedGeneration": generation,
-            "conditions": st.merge_conditions(old_conditions, conds, generation=generation, now=st.now_rfc3339()),
-            "suspended": True,
-        })
-        rollout = st.Rollout.from_deployment(dep)
-        new_status.update(_replica_fields(rollout))
-        self._write_status(body, old_status, new_status, out)
-        return out
-
-    def _monitoring_condition(self, spec: s.GongWebhookSpec, served: bool) -> st.Cond:
-        if not spec.monitoring.service_monitor.enabled:
-            return st.Cond(st.MONITORING, "False", "Disabled", "spec.monitoring.serviceMonitor.enabled is false")
-        if not served:
-            return st.Cond(st.MONITORING, "False", "CRDNotInstalled",
-                           "monitoring.coreos.com/v1 ServiceMonitor is not served; skipped until the CRD exists")
-        return st.Cond(st.MONITORING, "True", "ServiceMonitorApplied", "ServiceMonitor is in place")
-
-    def _status(self, body: Mapping[str, Any], spec: s.GongWebhookSpec, owner: ch.Owner,
-                old_conditions: list[dict[str, Any]], conds: list[st.Cond], rollout: st.Rollout,
-                result: SyncResult, digest: str, generation: int) -> dict[str, Any]:
-        sm_served = any(c.type == st.MONITORING and c.status == "True" for c in conds)
-        # The workload trio is listed once it exists, even while the credentials are not synced.
-        kids = ch.desired_children(spec, owner, secret_data={} if result.ok or rollout.exists else None,
-                                   content_hash="", service_monitor_served=sm_served)
-        listed = [{"apiVersion": m["apiVersion"], "kind": m["kind"], "name": m["metadata"]["name"]} for m in kids]
-        return {
-            "observedGeneration": generation,
-            "conditions": st.merge_conditions(old_conditions, conds, generation=generation, now=st.now_rfc3339()),
-            **_replica_fields(rollout),
-            "selector": ",".join(f"{a}={b}" for a, b in ch.selector_labels(owner).items()),
-            "endpoint": ch.endpoint(spec, owner),
-            "secrets": result.summary,
-            "secretHash": digest,
-            "suspended": False,
-            "children": listed,
-        }
-
-    def _error_status(self, old_status: dict[str, Any], error: str, generation: int) -> dict[str, Any]:
-        conds = [st.Cond(st.READY, "False", "InvalidSpec", error), st.Cond(st.DEGRADED, "True", "InvalidSpec", error)]
-        old_conditions = old_status.get("conditions") or []
-        keep = [st.Cond(str(c["type"]), str(c["status"]), str(c["reason"]), str(c.get("message", "")))
-                for c in old_conditions if c.get("type") not in (st.READY, st.DEGRADED)]
-        return {**old_status, "observedGeneration": generation,
-                "conditions": st.merge_conditions(old_conditions, conds + keep, generation=generation,
-                                                  now=st.now_rfc3339())}
-
-    def _secret_events(self, body: Mapping[str, Any], old_conditions: list[dict[str, Any]],
-                       result: SyncResult) -> None:
-        prev = st.find(old_conditions, st.SECRETS_SYNCED)
-        prev_key = (prev.get("status"), prev.get("reason"), prev.get("message")) if prev else None
-        now_key = ("True" if result.ok else "False", result.reason, result.message)
-        if prev_key == now_key or (prev_key and prev_key[0] == "True" and result.ok):
-            return
-        if result.ok:
-            if prev is not None and prev.get("status") != "True":
-                self.events.post(body, "Normal", "SecretsRecovered", result.message)
-        else:
-            self.events.post(body, "Warning", result.reason, result.message)
+                 owner.namespace, owner.name, current, parsed.autoscaling.min_replicas)
+        return self.kube.get(kube.DEPLOYMENT, owner.namespace, owner.name)
 
     def _write_status(self, body: Mapping[str, Any], old: Mapping[str, Any], new: dict[str, Any],
                       out: Outcome) -> None:
@@ -416,45 +386,24 @@ class Reconciler:
         try:
             self.kube.merge_patch(GW, meta["namespace"], meta["name"], {"status": new}, subresource="status")
             out.status_written = True
-        except k.KubeError as e:
-            if e.status != 404:
-                metrics.RECONCILE_ERRORS.labels(stage="status").inc()
-                out.error = out.error or f"status write failed: {e.status} {e.reason}"
-
-
-def _condition_message(conditions: list[dict[str, Any]], type_: str) -> str | None:
-    found = st.find(conditions, type_)
-    return str(found.get("message")) if found else None
+        except kube.NotFound:
+            pass  # deleted meanwhile: nothing to report on
+        except kube.KubeError as e:
+            metrics.RECONCILE_ERRORS.labels(stage="status").inc()
+            out.error = out.error or f"status write failed: {e.status} {e.reason}"
 
 
 def _pod_env(config: Mapping[str, str], credentials: Mapping[str, bytes] | None) -> dict[str, str]:
     """The environment the Deployment's envFrom gives the app: ConfigMap, then the synced Secret.
     (``spec.pod.envFromConfigMaps`` come after these and are not read, so not checked.)"""
     env = dict(config)
-    env.update({k_: v.decode("utf-8", "replace") for k_, v in (credentials or {}).items()})
+    env.update({key: v.decode("utf-8", "replace") for key, v in (credentials or {}).items()})
     return env
 
 
-def _replica_fields(rollout: st.Rollout) -> dict[str, Any]:
-    return {
-        "replicas": rollout.desired,
-        "readyReplicas": rollout.ready,
-        "updatedReplicas": rollout.updated,
-        "replicasSummary": f"{rollout.ready}/{rollout.desired}",
-    }
-
-
-def _normalise(status: Mapping[str, Any]) -> dict[str, Any]:
-    return {k_: v for k_, v in status.items() if v not in (None, "", [], {}) or k_ in ("conditions",)}
-
-
-def _secret_sources(spec: s.GongWebhookSpec, namespace: str) -> tuple[tuple[str, str], ...]:
-    """(namespace, name) of every Secret whose change must trigger this GongWebhook."""
-    if spec.secrets.source_ref is not None:
-        return ((spec.secrets.source_ref.namespace or namespace, spec.secrets.source_ref.name),)
-    if spec.secrets.pulumi_esc is not None:
-        return ((namespace, spec.secrets.pulumi_esc.access_token_secret_ref.name),)
-    return ()
+def _normalise(written: Mapping[str, Any]) -> dict[str, Any]:
+    """A status without its empty values: what the comparison before a write looks at."""
+    return {key: v for key, v in written.items() if v not in (None, "", [], {}) or key in ("conditions",)}
 
 
 __all__ = ["SYNCED", "Outcome", "Reconciler"]

@@ -98,7 +98,7 @@ def _read(get_secret: SecretGetter, namespace: str, name: str, source: str) -> M
     try:
         return get_secret(namespace, name)
     except KubeError as e:
-        transient = e.status >= 500 or e.status == 429
+        transient = e.transient
         raise _Unreadable(SyncResult(
             False, SOURCE_UNREADABLE,
             f"Secret {namespace}/{name} could not be read: {e.status} {e.reason}"
@@ -131,6 +131,21 @@ def allowed_namespaces(secret: Mapping[str, Any]) -> frozenset[str]:
     """Namespaces a source Secret's owner allows to sync it (comma-separated names, no wildcards)."""
     raw = ((secret.get("metadata") or {}).get("annotations") or {}).get(ALLOW_SYNC_TO_ANNOTATION) or ""
     return frozenset(part.strip() for part in str(raw).split(",") if part.strip())
+
+
+def secret_sources(spec: Mapping[str, Any], namespace: str) -> tuple[tuple[str, str], ...]:
+    """(namespace, name) of every Secret whose change must trigger this GongWebhook, read from the raw
+    ``spec`` (camelCase, as in a watch event: it need not parse yet): the ``secrets.sourceRef`` (in
+    its own namespace or the GongWebhook's) and the Pulumi ESC access-token Secret."""
+    secrets = spec.get("secrets") or {}
+    found: set[tuple[str, str]] = set()
+    ref = secrets.get("sourceRef") or {}
+    if ref.get("name"):
+        found.add((str(ref.get("namespace") or namespace), str(ref["name"])))
+    esc_ref = (secrets.get("pulumiEsc") or {}).get("accessTokenSecretRef") or {}
+    if esc_ref.get("name"):
+        found.add((namespace, str(esc_ref["name"])))
+    return tuple(sorted(found))
 
 
 def write_forbidden(namespace: str, secret_name: str, source: str) -> SyncResult:

@@ -454,13 +454,19 @@ class GongWebhookSpec(_Model):
 # ------------------------------------------------------------------------------------------ status
 
 
-class Condition(_Model):
-    """A condition in the metav1.Condition shape."""
+class ConditionState(_Model):
+    """What a condition says (the part the operator decides; :class:`Condition` adds when and for which
+    generation). ``gong_operator.status.Cond`` is this model with positional arguments."""
 
     type: str = Field(..., description="Condition type.", max_length=316)
     status: Literal["True", "False", "Unknown"] = Field(..., description="True, False or Unknown.")
     reason: str = Field(..., description="CamelCase reason for the last transition.", max_length=1024)
     message: str = Field("", description="Human-readable detail.", max_length=32768)
+
+
+class Condition(ConditionState):
+    """A condition in the metav1.Condition shape."""
+
     last_transition_time: str = Field(..., description="When the status last changed (RFC 3339).")
     observed_generation: int = Field(0, ge=0, description="metadata.generation this condition was set for.")
 
@@ -473,6 +479,9 @@ class ChildRef(_Model):
     name: str = Field(..., description="Name of the child.")
 
 
+# ``.status`` as the operator writes it: the CRD's status schema is generated from this model and every
+# status write is this model dumped (``status.to_json``), so the two cannot drift. (A comment, not a
+# docstring: a docstring would become the schema's description.)
 class GongWebhookStatus(_Model):
     observed_generation: int = Field(0, description="metadata.generation the status was computed for.")
     conditions: list[Condition] = Field(

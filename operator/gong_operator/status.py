@@ -1,7 +1,10 @@
-"""Status: conditions in the metav1.Condition shape and the rest of ``.status``, computed purely.
+"""Status: what one reconcile saw and did in, ``.status`` and the Events to post out. Pure: no I/O.
 
-``lastTransitionTime`` only moves when a condition's status flips, so an unchanged world produces an
-identical status and the operator skips the PATCH.
+:func:`compose` is the policy: ``(Observed, ApplyReport) -> (GongWebhookStatus, [Event])``. The reads
+happen before (``reconcile`` gathers them into one :class:`Observed`), the writes after (``reconcile``
+PATCHes the status when it changed and posts the Events). ``lastTransitionTime`` only moves when a
+condition's status flips, so an unchanged world produces an identical status and the operator skips
+the PATCH.
 """
 
 from __future__ import annotations
@@ -10,6 +13,10 @@ import datetime as dt
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from gong_operator import children
+from gong_operator.secret_sync import SyncResult
+from gong_operator.spec import ChildRef, Condition, ConditionState, GongWebhookSpec, GongWebhookStatus
 
 READY = "Ready"
 PROGRESSING = "Progressing"
@@ -38,12 +45,13 @@ def now_rfc3339() -> str:
     return dt.datetime.now(dt.UTC).replace(microsecond=0).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-@dataclass(frozen=True)
-class Cond:
-    type: str
-    status: str  # "True" | "False" | "Unknown"
-    reason: str
-    message: str = ""
+class Cond(ConditionState):
+    """A condition as decided (type, status, reason, message), positionally: ``Cond(READY, "True", ...)``.
+    The fields are :class:`gong_operator.spec.ConditionState`'s; :func:`merge_conditions` adds the
+    time and generation of the written :class:`gong_operator.spec.Condition`."""
+
+    def __init__(self, type: str, status: str, reason: str, message: str = "") -> None:
+        super().__init__(type=type, status=status, reason=reason, message=message)
 
 
 def merge_conditions(
@@ -238,3 +246,190 @@ def workload_conditions(
     elif not secrets_ok and ready.status == "True":
         ready = Cond(READY, "False", "SecretsNotSynced", "running pods kept; credentials source is not usable")
     return [ready, progressing, degraded]
+
+
+# ------------------------------------------------------------------------------------------ compose
+
+# Kinds of the workload trio: listed in status.children once the Deployment exists or the credentials
+# are synced (desired_children builds them; the apply step leaves them alone while the config is unusable).
+WORKLOAD_KINDS = ("ConfigMap", "Secret", "Deployment")
+
+
+@dataclass(frozen=True)
+class Event:
+    """A Kubernetes Event to post on the GongWebhook."""
+
+    type: str  # "Normal" | "Warning"
+    reason: str
+    message: str
+
+
+@dataclass(frozen=True)
+class Observed:
+    """Everything one reconcile read, as one value (``compose``'s first input).
+
+    ``spec`` is None when the spec does not parse (``spec_error`` says where); ``secrets`` is None while
+    suspended (not read then). ``digest`` is the content hash the desired pods carry (the old
+    ``status.secretHash`` while the config is not rendered); ``children`` the (apiVersion, kind, name)
+    of the desired children; ``pod_failure`` the first failing container of the pods, when read."""
+
+    body: Mapping[str, Any]
+    now: str
+    spec: GongWebhookSpec | None = None
+    spec_error: str = ""
+    secrets: SyncResult | None = None
+    service_monitor_api: bool = False  # monitoring.coreos.com/v1 ServiceMonitor is served
+    invalid_config: str | None = None
+    digest: str = ""
+    children: tuple[tuple[str, str, str], ...] = ()
+    deployment: Mapping[str, Any] | None = None
+    rollout: Rollout = Rollout(exists=False)
+    pod_failure: str | None = None
+
+    @property
+    def old_status(self) -> Mapping[str, Any]:
+        return self.body.get("status") or {}
+
+    @property
+    def old_conditions(self) -> list[dict[str, Any]]:
+        return list(self.old_status.get("conditions") or [])
+
+    @property
+    def generation(self) -> int:
+        return int(self.body["metadata"].get("generation", 0))
+
+
+@dataclass(frozen=True)
+class ApplyReport:
+    """What the apply step did (``compose``'s second input). ``secrets`` replaces the sync result when
+    the apply changed it (the Secret write was refused: SecretsSynced=False, the pods' hash stays);
+    ``conflict``: ``error`` is a child name taken by an object this GongWebhook does not control;
+    ``gone``: the namespace is being terminated (nothing more is written)."""
+
+    applied: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+    error: str | None = None
+    conflict: bool = False
+    secrets: SyncResult | None = None
+    deployment: Mapping[str, Any] | None = None
+    gone: bool = False
+
+
+def compose(observed: Observed, report: ApplyReport) -> tuple[GongWebhookStatus, list[Event]]:
+    """The new ``.status`` and the Events to post, from what was read and what was done. Pure."""
+    if observed.spec is None:
+        return _invalid_spec_status(observed), []
+    if observed.spec.suspend:
+        return _suspended_status(observed, report), []
+    return _running_status(observed, observed.spec, report)
+
+
+def to_json(status: GongWebhookStatus) -> dict[str, Any]:
+    """The status as written: camelCase keys, only the fields set (a status carried over from an
+    earlier write keeps exactly the keys it had)."""
+    return status.model_dump(by_alias=True, exclude_unset=True)
+
+
+def monitoring_condition(spec: GongWebhookSpec, api_served: bool) -> Cond:
+    if not spec.monitoring.service_monitor.enabled:
+        return Cond(MONITORING, "False", "Disabled", "spec.monitoring.serviceMonitor.enabled is false")
+    if not api_served:
+        return Cond(MONITORING, "False", "CRDNotInstalled",
+                    "monitoring.coreos.com/v1 ServiceMonitor is not served; skipped until the CRD exists")
+    return Cond(MONITORING, "True", "ServiceMonitorApplied", "ServiceMonitor is in place")
+
+
+def replica_fields(rollout: Rollout) -> dict[str, Any]:
+    """The replica counts of ``.status`` (python field names of GongWebhookStatus)."""
+    return {"replicas": rollout.desired, "ready_replicas": rollout.ready, "updated_replicas": rollout.updated,
+            "replicas_summary": f"{rollout.ready}/{rollout.desired}"}
+
+
+def secret_events(old_conditions: Sequence[Mapping[str, Any]], result: SyncResult) -> list[Event]:
+    """A Warning when the credentials stop syncing or fail differently, a Normal when they recover."""
+    prev = find(old_conditions, SECRETS_SYNCED)
+    prev_key = (prev.get("status"), prev.get("reason"), prev.get("message")) if prev else None
+    now_key = ("True" if result.ok else "False", result.reason, result.message)
+    if prev_key == now_key or (prev_key and prev_key[0] == "True" and result.ok):
+        return []
+    if result.ok:
+        if prev is not None and prev.get("status") != "True":
+            return [Event("Normal", "SecretsRecovered", result.message)]
+        return []
+    return [Event("Warning", result.reason, result.message)]
+
+
+def _running_status(observed: Observed, spec: GongWebhookSpec,
+                    report: ApplyReport) -> tuple[GongWebhookStatus, list[Event]]:
+    secrets = report.secrets or observed.secrets
+    assert secrets is not None, "a running reconcile always has a sync result"
+    rollout, old_conditions = observed.rollout, observed.old_conditions
+    minimum = spec.autoscaling.min_replicas if spec.autoscaling.enabled else spec.effective_replicas
+    conds = workload_conditions(rollout, secrets_ok=secrets.ok, suspended=False, error=report.error,
+                                minimum=minimum, invalid_config=observed.invalid_config,
+                                pods_failing=observed.pod_failure)
+    degraded, prev_degraded = conds[2], find(old_conditions, DEGRADED)
+    events: list[Event] = []
+    if report.conflict and report.error and _message(prev_degraded) != report.error:
+        events.append(Event("Warning", "ChildConflict", report.error))
+    if observed.invalid_config is not None and _message(prev_degraded) != degraded.message:
+        events.append(Event("Warning", INVALID_CONFIG, degraded.message))
+    if degraded.reason == PODS_FAILING and (prev_degraded or {}).get("reason") != PODS_FAILING:
+        # Once per transition: the crash loop's later reconciles (and a message that moves to another
+        # pod) post nothing more.
+        events.append(Event("Warning", PODS_FAILING, degraded.message))
+    conds.append(Cond(SECRETS_SYNCED, "True" if secrets.ok else "False", secrets.reason, secrets.message))
+    conds.append(monitoring_condition(spec, observed.service_monitor_api))
+    events += secret_events(old_conditions, secrets)
+    owner = children.Owner.from_body(observed.body)
+    # The workload trio is listed once it exists, even while the credentials are not synced.
+    listed = secrets.ok or rollout.exists
+    status = GongWebhookStatus(
+        observed_generation=observed.generation,
+        conditions=_merged(observed, conds),
+        **replica_fields(rollout),
+        selector=",".join(f"{a}={b}" for a, b in children.selector_labels(owner).items()),
+        endpoint=children.endpoint(spec, owner),
+        secrets=secrets.summary,
+        # The pods' hash stays as it was while their credentials could not be written.
+        secret_hash=observed.digest if report.secrets is None else str(observed.old_status.get("secretHash", "")),
+        suspended=False,
+        children=[ChildRef(api_version=api_version, kind=kind, name=name)
+                  for api_version, kind, name in observed.children if listed or kind not in WORKLOAD_KINDS],
+    )
+    return status, events
+
+
+def _suspended_status(observed: Observed, report: ApplyReport) -> GongWebhookStatus:
+    conds = workload_conditions(observed.rollout, secrets_ok=True, suspended=True, error=report.error)
+    # Keep the last known SecretsSynced / MonitoringConfigured as they were.
+    for type_ in (SECRETS_SYNCED, MONITORING):
+        prev = find(observed.old_conditions, type_)
+        conds.append(Cond(type_, str(prev["status"]), str(prev["reason"]), str(prev.get("message", "")))
+                     if prev else Cond(type_, "Unknown", "Suspended", "not evaluated while suspended"))
+    return _carried(observed, conditions=_merged(observed, conds), suspended=True,
+                    **replica_fields(observed.rollout))
+
+
+def _invalid_spec_status(observed: Observed) -> GongWebhookStatus:
+    error = observed.spec_error
+    conds = [Cond(READY, "False", "InvalidSpec", error), Cond(DEGRADED, "True", "InvalidSpec", error)]
+    keep = [Cond(str(c["type"]), str(c["status"]), str(c["reason"]), str(c.get("message", "")))
+            for c in observed.old_conditions if c.get("type") not in (READY, DEGRADED)]
+    return _carried(observed, conditions=_merged(observed, conds + keep))
+
+
+def _carried(observed: Observed, **changes: Any) -> GongWebhookStatus:
+    """The old status with ``observedGeneration`` and ``changes`` (python field names) set; the fields
+    it did not have stay unset, so they are not written."""
+    old = GongWebhookStatus.model_validate(observed.old_status)
+    return old.model_copy(update={"observed_generation": observed.generation, **changes})
+
+
+def _merged(observed: Observed, conds: Sequence[Cond]) -> list[Condition]:
+    merged = merge_conditions(observed.old_conditions, conds, generation=observed.generation, now=observed.now)
+    return [Condition.model_validate(c) for c in merged]
+
+
+def _message(condition: Mapping[str, Any] | None) -> str | None:
+    return str(condition.get("message")) if condition else None
