@@ -10,7 +10,7 @@ from webhook_app.settings import ConfigError, load_settings, require_loader_sett
 
 def create_app_from_env() -> object:
     """uvicorn factory for WORKERS > 1: each worker process builds its app from the environment."""
-    from webhook_app.api import create_app
+    from webhook_app.ingest.api import create_app
     from webhook_app.logging_setup import setup_logging
 
     settings = load_settings()
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import uvicorn
 
-    from webhook_app import http_limits
+    from webhook_app.ingest import http_limits
     from webhook_app.logging_setup import setup_logging
 
     setup_logging(settings.log_level, settings.secret_values())
@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     if settings.workers > 1:
         uvicorn.run("webhook_app.cli:create_app_from_env", factory=True, workers=settings.workers, **common)  # type: ignore[arg-type]
     else:
-        from webhook_app.api import create_app
+        from webhook_app.ingest.api import create_app
 
         uvicorn.run(create_app(settings), **common)  # type: ignore[arg-type]
     return 0

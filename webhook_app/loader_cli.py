@@ -30,7 +30,7 @@ async def _run(settings: AppSettings) -> None:
 
 
 async def _replay(settings: AppSettings, limit: int | None) -> int:
-    from webhook_app import dlq
+    from webhook_app.loader import dlq
     from webhook_app.redis_conn import make_client
 
     client = make_client(settings)

@@ -16,6 +16,7 @@ from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_vali
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from webhook_app import contract
+from webhook_app.keys import PublicKeyError, load_private_key, parse_public_keys, parse_public_url
 
 
 class ConfigError(Exception):
@@ -184,8 +185,6 @@ def _check_auth(settings: AppSettings) -> None:
             raise ConfigError(contract.GONG_WEBHOOK_PUBLIC_KEYS, "required when GONG_WEBHOOK_AUTH_MODE=jwt")
         if settings.gong_webhook_public_url is None:
             raise ConfigError(contract.GONG_WEBHOOK_PUBLIC_URL, "required when GONG_WEBHOOK_AUTH_MODE=jwt")
-        from webhook_app.public_keys import PublicKeyError, parse_public_keys, parse_public_url
-
         try:
             parse_public_keys(settings.gong_webhook_public_keys.get_secret_value())
         except PublicKeyError as exc:
@@ -215,8 +214,6 @@ def require_loader_settings(settings: AppSettings) -> None:
     if settings.snowflake_password is None and settings.snowflake_private_key is None:
         raise ConfigError(contract.SNOWFLAKE_PASSWORD, "SNOWFLAKE_PASSWORD or SNOWFLAKE_PRIVATE_KEY is required")
     if settings.snowflake_private_key is not None:
-        from webhook_app.snowflake_sink import load_private_key
-
         try:
             load_private_key(settings.snowflake_private_key.get_secret_value())
         except ValueError:

@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from typing import Any
 
 import snowflake.connector
-from cryptography.hazmat.primitives import serialization
 from snowflake.connector import errors as sf_errors
 
+from webhook_app.keys import load_private_key
 from webhook_app.settings import AppSettings
 
 log = logging.getLogger(__name__)
@@ -128,14 +128,6 @@ class ExtensiveRow:
     call_id: str
     fetched_at: str
     data_json: str
-
-
-def load_private_key(pem: str) -> bytes:
-    """PKCS#8 DER bytes, the form the connector's ``private_key`` accepts."""
-    key = serialization.load_pem_private_key(pem.encode(), password=None)
-    return key.private_bytes(
-        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
 
 
 # Refusals that concern the whole table or session rather than particular rows: a dropped

@@ -6,11 +6,11 @@ import asyncio
 import logging
 
 from webhook_app import stream_stats, streams
-from webhook_app.enrich import Enricher
-from webhook_app.gong_client import GongClient
-from webhook_app.loader import Loader
+from webhook_app.enrich.enricher import Enricher
+from webhook_app.enrich.gong_client import GongClient
+from webhook_app.enrich.rate_limit import DailyBudget, RedisTokenBucket
+from webhook_app.loader.loader import Loader
 from webhook_app.metrics import Metrics
-from webhook_app.rate_limit import DailyBudget, RedisTokenBucket
 from webhook_app.redis_conn import make_client
 from webhook_app.settings import AppSettings
 from webhook_app.snowflake_sink import SnowflakeSink

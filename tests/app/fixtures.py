@@ -20,7 +20,7 @@ from tests.support.gong_api_standin import GONG_ACCESS_KEY, GONG_ACCESS_SECRET, 
 from tests.support.net import free_port
 from tests.support.servers import FakesnowServer, RedisServer, ThreadedServer
 from tests.support.snowflake_spy import SnowflakeSpy
-from webhook_app.api import create_app
+from webhook_app.ingest.api import create_app
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings, load_settings
 

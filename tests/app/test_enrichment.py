@@ -14,9 +14,9 @@ from tests.support.gong import call_payload
 from tests.support.gong_api_standin import EXTENSIVE_PATH, GONG_ACCESS_KEY, GONG_ACCESS_SECRET, TRANSCRIPT_PATH
 from tests.support.waiting import wait_for
 from webhook_app import streams
-from webhook_app.gong_client import GongClient
+from webhook_app.enrich.gong_client import GongClient
+from webhook_app.enrich.rate_limit import RedisTokenBucket
 from webhook_app.metrics import Metrics
-from webhook_app.rate_limit import RedisTokenBucket
 from webhook_app.redis_conn import make_client
 from webhook_app.snowflake_sink import ExtensiveRow, SnowflakeSink
 

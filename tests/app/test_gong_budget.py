@@ -24,10 +24,10 @@ from tests.support.gong_api_standin import GONG_ACCESS_KEY, GONG_ACCESS_SECRET, 
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
 from webhook_app import streams
-from webhook_app.enrich import Enricher
-from webhook_app.gong_client import GongClient
+from webhook_app.enrich.enricher import Enricher
+from webhook_app.enrich.gong_client import GongClient
+from webhook_app.enrich.rate_limit import AcquireInterrupted, DailyBudget, RedisTokenBucket
 from webhook_app.metrics import Metrics
-from webhook_app.rate_limit import AcquireInterrupted, DailyBudget, RedisTokenBucket
 from webhook_app.redis_conn import make_client
 from webhook_app.settings import AppSettings
 from webhook_app.snowflake_sink import SnowflakeSink

@@ -9,9 +9,9 @@ import pytest
 
 from tests.support.gong_api_standin import EXTENSIVE_PATH, GongApiStandIn
 from tests.support.net import free_port
-from webhook_app.gong_client import CONTENT_SELECTOR, GongClient, extensive_page, transcripts_page
+from webhook_app.enrich.gong_client import CONTENT_SELECTOR, GongClient, extensive_page, transcripts_page
+from webhook_app.enrich.rate_limit import RedisTokenBucket
 from webhook_app.metrics import Metrics
-from webhook_app.rate_limit import RedisTokenBucket
 from webhook_app.redis_conn import make_client
 
 ACCESS_KEY = "gong-access-key-ext-1357"

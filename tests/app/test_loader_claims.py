@@ -17,8 +17,8 @@ import orjson
 from tests.support.gong import call_payload
 from tests.support.waiting import wait_for
 from webhook_app import streams
-from webhook_app.enqueue import Enqueuer, Event
-from webhook_app.loader import Loader
+from webhook_app.ingest.enqueue import Enqueuer, Event
+from webhook_app.loader.loader import Loader
 from webhook_app.metrics import Metrics
 from webhook_app.redis_conn import make_client
 from webhook_app.snowflake_sink import SnowflakeSink

@@ -16,7 +16,7 @@ from tests.support.app import migrate, wait_rows
 from tests.support.gong import call_payload
 from tests.support.snowflake_spy import DDL
 from tests.support.waiting import wait_for
-from webhook_app import loader as loader_module
+from webhook_app.loader import loader as loader_module
 from webhook_app.snowflake_sink import MissingTables, SnowflakeSink
 
 

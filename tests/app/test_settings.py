@@ -44,7 +44,7 @@ def test_keys_may_mix_pem_and_bare_base64_separated_by_commas_or_newlines():
     other = new_private_key()
     third = new_private_key()
     raw = public_key_pem(KEY) + "\n" + public_key_b64(other) + "," + public_key_b64(third)
-    from webhook_app.public_keys import parse_public_keys
+    from webhook_app.keys import parse_public_keys
 
     assert len(parse_public_keys(raw)) == 3
 

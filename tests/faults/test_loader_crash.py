@@ -13,7 +13,7 @@ from tests.support.gong import call_payload
 from tests.support.load import assert_no_data_errors
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
-from webhook_app.enqueue import Enqueuer, Event
+from webhook_app.ingest.enqueue import Enqueuer, Event
 from webhook_app.redis_conn import make_client
 
 N = 400

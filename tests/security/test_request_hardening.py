@@ -23,7 +23,7 @@ from tests.support.app import AppProcess
 from tests.support.gong import GongSigner, call_payload, new_private_key
 from tests.support.net import free_port
 from tests.support.waiting import wait_for
-from webhook_app import http_limits
+from webhook_app.ingest import http_limits
 
 pytestmark = pytest.mark.redis
 DEPTH = 100_000

@@ -106,7 +106,7 @@ class ThreadedServer:
     def __init__(self, app: Any) -> None:
         import uvicorn
 
-        from webhook_app import http_limits
+        from webhook_app.ingest import http_limits
 
         self.port = free_port()
         # The same HTTP protocol as the console script (webhook_app/cli.py), head-size cap included.

@@ -1,4 +1,8 @@
-"""Parsing of Gong's webhook public keys and of the configured public webhook URL.
+"""Key material from the settings, parsed: Gong's webhook public keys, the public webhook URL, and
+the Snowflake private key.
+
+Shared layer: ``settings`` checks these at start-up, ingest verifies with the public keys, the
+Snowflake sink signs in with the private key. Pure parsing: no I/O, no settings, no other app module.
 
 Gong's UI shows the key as bare base64 of a DER SubjectPublicKeyInfo; operators may also
 paste PEM. Several keys can be configured (several rules, or overlap during rotation).
@@ -12,6 +16,7 @@ import re
 from typing import NamedTuple
 from urllib.parse import urlsplit
 
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from cryptography.hazmat.primitives.serialization import load_der_public_key, load_pem_public_key
 
@@ -80,3 +85,11 @@ def normalise_url(url: str) -> NormalisedUrl:
 
 def parse_public_url(url: str) -> NormalisedUrl:
     return normalise_url(url)
+
+
+def load_private_key(pem: str) -> bytes:
+    """PKCS#8 DER bytes, the form the Snowflake connector's ``private_key`` accepts."""
+    key = serialization.load_pem_private_key(pem.encode(), password=None)
+    return key.private_bytes(
+        serialization.Encoding.DER, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )

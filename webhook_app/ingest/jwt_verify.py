@@ -20,7 +20,7 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 from jwt.utils import base64url_decode, base64url_encode
 
-from webhook_app.public_keys import NormalisedUrl, normalise_url
+from webhook_app.keys import NormalisedUrl, normalise_url
 
 ALGORITHM = "RS256"
 

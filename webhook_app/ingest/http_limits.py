@@ -13,7 +13,7 @@ import logging
 import orjson
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("webhook_app.http_limits")  # the name it logged under before the regroup
 
 MAX_REQUEST_HEAD_BYTES = 64 * 1024
 # After the 431 the connection is half-closed and what the client still sends is read and dropped
@@ -22,7 +22,7 @@ MAX_REQUEST_HEAD_BYTES = 64 * 1024
 LINGER_BYTES = 4 * 1024 * 1024
 LINGER_SECONDS = 5.0
 # For uvicorn's ``http=`` option: an import string survives the spawn of worker processes (WORKERS > 1).
-PROTOCOL = "webhook_app.http_limits:HeadLimitedHttpToolsProtocol"
+PROTOCOL = "webhook_app.ingest.http_limits:HeadLimitedHttpToolsProtocol"
 _BODY = orjson.dumps({"error": "request_head_too_large", "limit_bytes": MAX_REQUEST_HEAD_BYTES})
 
 

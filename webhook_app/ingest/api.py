@@ -27,12 +27,13 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
-from webhook_app import contract, metrics_server, stream_stats, streams
-from webhook_app.enqueue import Enqueuer, Event
-from webhook_app.jwt_verify import JwtVerifier, VerificationError, verify_url_key
+from webhook_app import contract, stream_stats, streams
+from webhook_app.ingest import metrics_server
+from webhook_app.ingest.enqueue import Enqueuer, Event
+from webhook_app.ingest.jwt_verify import JwtVerifier, VerificationError, verify_url_key
+from webhook_app.keys import parse_public_keys, parse_public_url
 from webhook_app.logging_setup import request_id_var
 from webhook_app.metrics import Metrics
-from webhook_app.public_keys import parse_public_keys, parse_public_url
 from webhook_app.redis_conn import make_client, warn_if_not_durable
 from webhook_app.settings import AppSettings
 

@@ -22,14 +22,14 @@ from redis.exceptions import RedisError
 
 from webhook_app import streams
 from webhook_app.claims import ClaimKeeper
-from webhook_app.gong_client import GongApiError, GongClient
-from webhook_app.loader import _sleep, consumer_name
+from webhook_app.enrich.gong_client import GongApiError, GongClient
+from webhook_app.enrich.rate_limit import AcquireInterrupted, DailyBudgetExhausted
+from webhook_app.loader.loader import _sleep, consumer_name
 from webhook_app.metrics import Metrics
-from webhook_app.rate_limit import AcquireInterrupted, DailyBudgetExhausted
 from webhook_app.settings import AppSettings
 from webhook_app.snowflake_sink import ExtensiveRow, MissingTables, SinkError, SnowflakeSink, TranscriptRow
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("webhook_app.enrich")  # the name it logged under before the regroup
 
 ENRICH_CLAIM_IDLE_MS = 120_000
 # A batch waiting for the next day is re-claimed once per slice, so the slice must stay well

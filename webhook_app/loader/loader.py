@@ -21,13 +21,14 @@ import orjson
 import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
-from webhook_app import dlq, streams
+from webhook_app import streams
 from webhook_app.claims import ClaimKeeper
+from webhook_app.loader import dlq
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings
 from webhook_app.snowflake_sink import EventRow, MissingTables, SinkError, SnowflakeSink
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("webhook_app.loader")  # the name it logged under before the regroup
 
 # Above this many payload bytes a batch is split into several MERGEs: Snowflake caps the
 # size of one request's binds, and one huge statement holds the whole batch hostage.

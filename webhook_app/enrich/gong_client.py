@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import orjson
 
+from webhook_app.enrich.rate_limit import DailyBudgetExhausted, RedisTokenBucket
 from webhook_app.metrics import Metrics
-from webhook_app.rate_limit import DailyBudgetExhausted, RedisTokenBucket
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("webhook_app.gong_client")  # the name it logged under before the regroup
 
 TRANSCRIPT_PATH = "/v2/calls/transcript"
 EXTENSIVE_PATH = "/v2/calls/extensive"
