@@ -22,7 +22,8 @@ import sys
 import kopf
 from prometheus_client import start_http_server
 
-from gong_operator import handlers
+from gong_operator import peering, registration
+from gong_operator.controller import Controller
 from gong_operator.executor import WorkerExecutor
 from gong_operator.kube import Kube, load_api_client
 from gong_operator.pulumi_esc import DEFAULT_ALLOWED_HOSTS, EscSource
@@ -92,14 +93,14 @@ def main(argv: list[str] | None = None) -> int:
     log = logging.getLogger("gong_operator")
     kube = Kube(load_api_client(), field_manager=settings.field_manager, timeout=settings.api_timeout_seconds)
     me = identity()
-    gate = handlers.PeeringGate(kube, settings, me)
+    gate = peering.PeeringGate(kube, settings, me)
     reconciler = Reconciler(kube, esc=EscSource(deadline=settings.esc_deadline_seconds,
                                                 allowed_hosts=settings.esc_allowed_hosts))
-    controller = handlers.Controller(reconciler, settings, gate.active,
-                                     peering_check=None if settings.standalone
-                                     else (lambda: handlers.peering_problem(kube, settings)))
+    controller = Controller(reconciler, settings, gate.active,
+                            peering_check=None if settings.standalone
+                            else (lambda: peering.peering_problem(kube, settings)))
     registry = kopf.OperatorRegistry()
-    handlers.register(registry, controller, settings)
+    registration.register(registry, controller, settings)
     if settings.metrics_port:
         start_http_server(settings.metrics_port)
     log.info("starting: %s, peering=%s priority=%d identity=%s",
@@ -127,7 +128,7 @@ def _run_kopf(loop: asyncio.AbstractEventLoop, registry: kopf.OperatorRegistry, 
     kopf.run(
         loop=loop,
         registry=registry,
-        settings=handlers.kopf_settings(settings),
+        settings=registration.kopf_settings(settings),
         standalone=settings.standalone,
         priority=settings.priority,
         peering_name=None if settings.standalone else settings.peering_name,

@@ -30,7 +30,7 @@ READY = Gauge(
     "gong_operator_gongwebhook_ready", "1 while the GongWebhook's Ready condition is True.",
     ["gongwebhook_namespace", "gongwebhook"],
 )
-# Computed at scrape time from the Controller (handlers.Controller.start binds them); the same numbers
+# Computed at scrape time from the Controller (controller.Controller.start binds them); the same numbers
 # the liveness probe judges.
 HEALTHY = Gauge(
     "gong_operator_healthy",

@@ -8,8 +8,10 @@ from pydantic import ValidationError
 from urllib3.exceptions import MaxRetryError
 
 from gong_operator import cli
-from gong_operator.handlers import Controller, kopf_settings, peer_is_active
+from gong_operator.controller import Controller
+from gong_operator.peering import peer_is_active
 from gong_operator.reconcile import Outcome
+from gong_operator.registration import kopf_settings
 from gong_operator.settings import OperatorSettings
 
 NOW = dt.datetime(2026, 1, 1, 12, 0, tzinfo=dt.UTC)

@@ -1,4 +1,4 @@
-"""The liveness check of the operator (handlers.Controller.health and the Kopf probe handler).
+"""The liveness check of the operator (controller.Controller.health and the Kopf probe handler).
 
 Real Controllers with real asyncio worker and resync tasks; reconciles are real blocking calls in
 worker threads. The last test serves the check through Kopf's own liveness endpoint code.
@@ -19,8 +19,10 @@ from kopf._core.engines import indexing, probing  # private: the exact code behi
 from prometheus_client import REGISTRY
 
 from gong_operator import cli
-from gong_operator.handlers import RESYNC_TASK, Controller, register
+from gong_operator.controller import Controller
+from gong_operator.health import RESYNC_TASK
 from gong_operator.reconcile import Outcome
+from gong_operator.registration import register
 from gong_operator.settings import OperatorSettings
 from tests.support.net import free_port
 

@@ -13,7 +13,8 @@ import pytest
 from prometheus_client import REGISTRY
 
 from gong_operator import kube as k
-from gong_operator.handlers import Controller, peering_problem
+from gong_operator.controller import Controller
+from gong_operator.peering import peering_problem
 from gong_operator.reconcile import Outcome
 from gong_operator.settings import OperatorSettings
 
@@ -21,19 +22,13 @@ from gong_operator.settings import OperatorSettings
 class DiscoveryKube:
     def __init__(self, served: set[str], objects: set[tuple[str, str]]) -> None:
         self.served_plurals = served
-        self.objects = objects  # (namespace or "", name)
+        self.objects = objects  # (namespace, or "" for the cluster-scoped kind, name)
 
     def served(self, kind: k.Kind) -> bool:
         return kind.plural in self.served_plurals
 
-    def request(self, method: str, path: str, **_: Any) -> Any:
-        name = path.rsplit("/", 1)[1]
-        if ("", name) not in self.objects:
-            raise k.KubeError(404, "NotFound", "not found")
-        return {"metadata": {"name": name}}
-
-    def get(self, kind: k.Kind, ns: str, name: str) -> dict[str, Any] | None:
-        return {"metadata": {"name": name}} if (ns, name) in self.objects else None
+    def get(self, kind: k.Kind, ns: str | None, name: str) -> dict[str, Any] | None:
+        return {"metadata": {"name": name}} if (ns or "", name) in self.objects else None
 
 
 CLUSTERWIDE = OperatorSettings(peering_name="gong-webhook-operator")
@@ -101,7 +96,7 @@ def test_controller_logs_at_once_then_at_a_low_rate_and_fails_health(caplog: pyt
         await c.stop()
         return seen
 
-    with caplog.at_level(logging.INFO, logger="gong_operator.handlers"):
+    with caplog.at_level(logging.INFO, logger="gong_operator.controller"):
         seen = asyncio.run(scenario())
     errors = [r for r in caplog.records if r.levelno == logging.ERROR]
     assert errors and errors[0].getMessage() == "peering is on but X is missing"
