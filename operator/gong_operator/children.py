@@ -12,14 +12,16 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from gong_operator import spec as s
+from gong_operator import derived_config
+from gong_operator.derived_config import public_url
 from gong_operator.hashing import stable_hash
+from gong_operator.spec import API_VERSION, GROUP, KIND, GongWebhookSpec
 from webhook_app import contract
 
 MANAGER = "gong-webhook-operator"
 APP_NAME = "gong-webhook"
-HASH_ANNOTATION = f"{s.GROUP}/config-hash"
-DESIRED_HASH_ANNOTATION = f"{s.GROUP}/desired-hash"
+HASH_ANNOTATION = f"{GROUP}/config-hash"
+DESIRED_HASH_ANNOTATION = f"{GROUP}/desired-hash"
 PORT_NAME = "http"
 PRESTOP_SLEEP_SECONDS = 5
 METRICS_PORT_NAME = "metrics"
@@ -40,8 +42,8 @@ class Owner:
 
     def reference(self) -> dict[str, Any]:
         return {
-            "apiVersion": s.API_VERSION,
-            "kind": s.KIND,
+            "apiVersion": API_VERSION,
+            "kind": KIND,
             "name": self.name,
             "uid": self.uid,
             "controller": True,
@@ -94,38 +96,15 @@ def finalize(manifest: Manifest) -> Manifest:
 # ----------------------------------------------------------------------------- config & secret
 
 
-def config_data(spec: s.GongWebhookSpec) -> dict[str, str]:
-    """The app's non-sensitive settings, keyed by the names in webhook_app.contract."""
-    derived: dict[str, str] = {
-        contract.HOST: "0.0.0.0",
-        contract.PORT: str(contract.CONTAINER_PORT),
-        contract.METRICS_PORT: str(contract.METRICS_CONTAINER_PORT),
-        contract.LOG_LEVEL: spec.log_level,
-        contract.REDIS_URL: spec.redis.url,
-        contract.REDIS_STREAM: spec.redis.stream,
-        contract.GONG_API_BASE_URL: spec.gong.api_base_url,
-        contract.GONG_API_RATE_LIMIT: repr(spec.gong.rate_limit),
-        contract.GONG_API_BURST_LIMIT: str(spec.gong.burst),
-        contract.GONG_WEBHOOK_AUTH_MODE: contract.AUTH_MODES[spec.gong.auth_mode],
-        contract.GONG_ENRICHMENT_ENABLED: "true" if spec.gong.enrichment_enabled else "false",
-        contract.GONG_API_DAILY_LIMIT: str(spec.gong.daily_limit),
-        contract.GONG_ENRICHMENT_EXTENSIVE: "true" if spec.gong.enrichment_extensive else "false",
-        contract.SNOWFLAKE_WAREHOUSE: spec.snowflake.warehouse,
-        contract.SNOWFLAKE_DATABASE: spec.snowflake.database,
-        contract.SNOWFLAKE_SCHEMA: spec.snowflake.schema_,
-    }
-    url = public_url(spec)
-    if url:
-        # In JWT mode the app compares the token's `webhook_url` claim with this; Gong signs the URL
-        # it calls, which is the public endpoint (the same one status.endpoint reports).
-        derived[contract.GONG_WEBHOOK_PUBLIC_URL] = url
-    if spec.snowflake.role:
-        derived[contract.SNOWFLAKE_ROLE] = spec.snowflake.role
+def config_data(spec: GongWebhookSpec) -> dict[str, str]:
+    """The app's non-sensitive settings, keyed by the names in webhook_app.contract: the derived keys
+    (:data:`gong_operator.derived_config.DERIVED_CONFIG`), then ``spec.extraConfig`` for the others."""
+    derived = derived_config.derive(spec)
     extra = {k: v for k, v in spec.extra_config.items() if k in contract.CONFIG_KEYS and k not in derived}
     return {k: v for k, v in {**extra, **derived}.items() if k in contract.CONFIG_KEYS}
 
 
-def configmap(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+def configmap(spec: GongWebhookSpec, owner: Owner) -> Manifest:
     return finalize({
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -148,7 +127,7 @@ def credentials_secret(owner: Owner, data: Mapping[str, bytes]) -> Manifest:
 # ----------------------------------------------------------------------------- workload
 
 
-def deployment(spec: s.GongWebhookSpec, owner: Owner, *, content_hash: str) -> Manifest:
+def deployment(spec: GongWebhookSpec, owner: Owner, *, content_hash: str) -> Manifest:
     sel = selector_labels(owner)
     pod = spec.pod
     pod_labels = {**pod.labels, **labels(owner)}
@@ -248,7 +227,7 @@ def deployment(spec: s.GongWebhookSpec, owner: Owner, *, content_hash: str) -> M
     })
 
 
-def service(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+def service(spec: GongWebhookSpec, owner: Owner) -> Manifest:
     svc: dict[str, Any] = {
         "type": spec.service.type,
         "selector": selector_labels(owner),
@@ -265,7 +244,7 @@ def service(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
     })
 
 
-def ingress_path(spec: s.GongWebhookSpec) -> tuple[str, str]:
+def ingress_path(spec: GongWebhookSpec) -> tuple[str, str]:
     """(path, pathType) the Ingress routes: only what Gong calls, so /metrics, /health and /ready stay
     inside the cluster. JWT mode is the one URL; url-key mode is ``/webhooks/gong/<key>`` (Prefix
     matches whole path segments). ``/``, the former default, is still stored in objects created before
@@ -276,7 +255,7 @@ def ingress_path(spec: s.GongWebhookSpec) -> tuple[str, str]:
     return contract.WEBHOOK_PATH, "Exact" if spec.gong.auth_mode == "jwt" else "Prefix"
 
 
-def ingress(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+def ingress(spec: GongWebhookSpec, owner: Owner) -> Manifest:
     ing = spec.ingress
     annotations = {**ing.annotations, "nginx.ingress.kubernetes.io/limit-rps": str(ing.rate_limit_rps)}
     path, path_type = ingress_path(spec)
@@ -302,7 +281,7 @@ def ingress(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
     })
 
 
-def hpa(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+def hpa(spec: GongWebhookSpec, owner: Owner) -> Manifest:
     a = spec.autoscaling
 
     def util(resource: str, pct: int) -> dict[str, Any]:
@@ -343,7 +322,7 @@ def _ns_peers(names: list[str]) -> list[dict[str, Any]]:
     return [{"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": n}}} for n in names]
 
 
-def network_policy(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+def network_policy(spec: GongWebhookSpec, owner: Owner) -> Manifest:
     np = spec.network_policy
     # One rule per audience and port: rules are OR-ed and each admits its peers to its ports only, so the
     # ingress controller cannot scrape and the scrapers cannot post webhooks. (Kubelet probes are not
@@ -375,7 +354,7 @@ def network_policy(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
     })
 
 
-def pdb(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+def pdb(spec: GongWebhookSpec, owner: Owner) -> Manifest:
     return finalize({
         "apiVersion": "policy/v1",
         "kind": "PodDisruptionBudget",
@@ -389,7 +368,7 @@ def pdb(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
     })
 
 
-def service_monitor(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
+def service_monitor(spec: GongWebhookSpec, owner: Owner) -> Manifest:
     sm = spec.monitoring.service_monitor
     return finalize({
         "apiVersion": "monitoring.coreos.com/v1",
@@ -410,18 +389,7 @@ def service_monitor(spec: s.GongWebhookSpec, owner: Owner) -> Manifest:
 OPTIONAL_KINDS = ("Ingress", "HorizontalPodAutoscaler", "NetworkPolicy", "PodDisruptionBudget", "ServiceMonitor")
 
 
-def public_url(spec: s.GongWebhookSpec) -> str | None:
-    """The URL Gong calls from outside: ``gong.publicUrl``, else the Ingress host's webhook URL, else
-    none (a CEL rule refuses JWT mode without one: the app cannot check the token's URL claim)."""
-    if spec.gong.public_url:
-        return str(spec.gong.public_url)
-    if spec.ingress.enabled and spec.ingress.host:
-        scheme = "https" if spec.ingress.tls_secret_name else "http"
-        return f"{scheme}://{spec.ingress.host}{contract.WEBHOOK_PATH}"
-    return None
-
-
-def endpoint(spec: s.GongWebhookSpec, owner: Owner) -> str:
+def endpoint(spec: GongWebhookSpec, owner: Owner) -> str:
     """The URL Gong must call: the public one, or the Service's in-cluster URL when there is none."""
     url = public_url(spec)
     if url:
@@ -430,7 +398,7 @@ def endpoint(spec: s.GongWebhookSpec, owner: Owner) -> str:
     return f"http://{owner.name}.{owner.namespace}.svc{port}{contract.WEBHOOK_PATH}"
 
 
-def wanted_optional(spec: s.GongWebhookSpec, *, service_monitor_served: bool) -> dict[str, bool]:
+def wanted_optional(spec: GongWebhookSpec, *, service_monitor_served: bool) -> dict[str, bool]:
     """Which optional kinds the spec asks for (ServiceMonitor only when its CRD is served)."""
     return {
         "Ingress": spec.ingress.enabled,
@@ -442,7 +410,7 @@ def wanted_optional(spec: s.GongWebhookSpec, *, service_monitor_served: bool) ->
 
 
 def desired_children(
-    spec: s.GongWebhookSpec,
+    spec: GongWebhookSpec,
     owner: Owner,
     *,
     secret_data: Mapping[str, bytes] | None,

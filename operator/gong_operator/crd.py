@@ -18,7 +18,18 @@ from typing import Any
 
 import yaml
 
-from gong_operator import spec as s
+from gong_operator.spec import (
+    CATEGORIES,
+    GROUP,
+    KIND,
+    PLURAL,
+    SHORT_NAMES,
+    SINGULAR,
+    VERSION,
+    GongWebhookSpec,
+    GongWebhookStatus,
+    _Model,
+)
 
 _DROP = {"title", "$defs"}
 
@@ -78,7 +89,7 @@ def _merge_item_extras(schema: dict[str, Any]) -> None:
         _merge_item_extras(schema["items"])
 
 
-def openapi_schema(model: type[s._Model]) -> dict[str, Any]:
+def openapi_schema(model: type[_Model]) -> dict[str, Any]:
     raw = model.model_json_schema(by_alias=True, mode="serialization")
     defs = raw.get("$defs", {})
     converted = _convert(raw, defs)
@@ -136,7 +147,7 @@ def _ensure_item_defaults(spec_schema: dict[str, Any]) -> None:
 
 
 def _status_schema() -> dict[str, Any]:
-    status = openapi_schema(s.GongWebhookStatus)
+    status = openapi_schema(GongWebhookStatus)
     status["description"] = "Observed state, written by the operator."
     # Conditions are written in full; every field of metav1.Condition is required there.
     cond = status["properties"]["conditions"]["items"]
@@ -167,7 +178,7 @@ PRINTER_COLUMNS: list[dict[str, Any]] = [
 
 
 def build_crd() -> dict[str, Any]:
-    spec_schema = openapi_schema(s.GongWebhookSpec)
+    spec_schema = openapi_schema(GongWebhookSpec)
     _ensure_item_defaults(spec_schema)
     spec_schema["description"] = "Desired state of a Gong webhook ingest service."
     root = {
@@ -190,21 +201,21 @@ def build_crd() -> dict[str, Any]:
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",
-        "metadata": {"name": f"{s.PLURAL}.{s.GROUP}"},
+        "metadata": {"name": f"{PLURAL}.{GROUP}"},
         "spec": {
-            "group": s.GROUP,
+            "group": GROUP,
             "names": {
-                "kind": s.KIND,
-                "listKind": f"{s.KIND}List",
-                "plural": s.PLURAL,
-                "singular": s.SINGULAR,
-                "shortNames": list(s.SHORT_NAMES),
-                "categories": list(s.CATEGORIES),
+                "kind": KIND,
+                "listKind": f"{KIND}List",
+                "plural": PLURAL,
+                "singular": SINGULAR,
+                "shortNames": list(SHORT_NAMES),
+                "categories": list(CATEGORIES),
             },
             "scope": "Namespaced",
             "versions": [
                 {
-                    "name": s.VERSION,
+                    "name": VERSION,
                     "served": True,
                     "storage": True,
                     "schema": {"openAPIV3Schema": root},

@@ -32,7 +32,7 @@ from typing import Any
 
 import httpx
 
-from gong_operator import spec as s
+from gong_operator.spec import PulumiEscSpec
 
 
 class EscError(Exception):
@@ -119,7 +119,7 @@ class EscSource:
                 f"to (allowed: {', '.join(self.allowed_hosts) or 'none'}); the platform team adds hosts with "
                 f"gong-webhook-operator --esc-allowed-host {host}")
 
-    def read(self, cfg: s.PulumiEscSpec, token: str, *, max_age: float = 0.0) -> dict[str, bytes]:
+    def read(self, cfg: PulumiEscSpec, token: str, *, max_age: float = 0.0) -> dict[str, bytes]:
         key = (cfg.api_url, cfg.organization, cfg.project, cfg.environment, str(hash(token)))
         now = self.clock()
         with self._lock:
@@ -131,18 +131,18 @@ class EscSource:
             self._cache[key] = (now, values)
         return values
 
-    def _fetch(self, cfg: s.PulumiEscSpec, token: str) -> dict[str, bytes]:
+    def _fetch(self, cfg: PulumiEscSpec, token: str) -> dict[str, bytes]:
         # Called from a reconcile worker thread, which has no event loop of its own.
         return asyncio.run(self._fetch_within_deadline(cfg, token))
 
-    async def _fetch_within_deadline(self, cfg: s.PulumiEscSpec, token: str) -> dict[str, bytes]:
+    async def _fetch_within_deadline(self, cfg: PulumiEscSpec, token: str) -> dict[str, bytes]:
         try:
             async with asyncio.timeout(self.deadline):
                 return await self._fetch_async(cfg, token)
         except TimeoutError:
             raise EscDeadlineExceeded(self.deadline) from None
 
-    async def _fetch_async(self, cfg: s.PulumiEscSpec, token: str) -> dict[str, bytes]:
+    async def _fetch_async(self, cfg: PulumiEscSpec, token: str) -> dict[str, bytes]:
         q = urllib.parse.quote
         base = (f"{cfg.api_url.rstrip('/')}/api/esc/environments/"
                 f"{q(cfg.organization, safe='')}/{q(cfg.project, safe='')}/{q(cfg.environment, safe='')}")

@@ -20,8 +20,7 @@ from typing import Any
 
 from pydantic.fields import FieldInfo
 
-from gong_operator import cli, crd
-from gong_operator import spec as s
+from gong_operator import cli, crd, derived_config
 from webhook_app import contract
 from webhook_app.settings import AppSettings
 
@@ -127,20 +126,8 @@ def _setting_type(info: FieldInfo) -> str:
     return text.replace("<class '", "").replace("'>", "").replace("SecretStr", "secret")
 
 
-def _rendered_by_operator() -> set[str]:
-    # Render a spec with every optional typed field set; these keys are what the operator writes.
-    full = s.GongWebhookSpec.model_validate({
-        "secrets": {"sourceRef": {"name": "x"}},
-        "gong": {"publicUrl": "https://h.example.com/webhooks/gong"},
-        "snowflake": {"role": "R"},
-    })
-    from gong_operator.children import config_data
-
-    return set(config_data(full))
-
-
 def render_configuration() -> str:
-    rendered = _rendered_by_operator()
+    rendered = derived_config.RENDERED_KEYS
     out = [_HEADER, "# Configuration reference\n\n",
            "## Webhook app and loader (environment variables)\n\n",
            "The operator renders non-secret settings into the ConfigMap `<name>-config` and credentials into "

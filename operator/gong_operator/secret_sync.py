@@ -12,9 +12,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from gong_operator import spec as s
 from gong_operator.kube import KubeError
 from gong_operator.pulumi_esc import EscDeadlineExceeded, EscError, EscSource, parse_duration
+from gong_operator.spec import GongWebhookSpec
 from webhook_app import contract
 
 # SecretsSynced reasons.
@@ -106,7 +106,7 @@ def _read(get_secret: SecretGetter, namespace: str, name: str, source: str) -> M
             source, transient=transient)) from None
 
 
-def sync_from_secret(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter,
+def sync_from_secret(spec: GongWebhookSpec, namespace: str, get_secret: SecretGetter,
                      synced_name: str = "") -> SyncResult:
     ref = spec.secrets.source_ref
     assert ref is not None
@@ -158,7 +158,7 @@ def write_forbidden(namespace: str, secret_name: str, source: str) -> SyncResult
 
 
 
-def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource) -> SyncResult:
+def sync_from_esc(spec: GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource) -> SyncResult:
     cfg = spec.secrets.pulumi_esc
     assert cfg is not None
     refused = esc.refusal(cfg.api_url)
@@ -182,7 +182,7 @@ def sync_from_esc(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGet
     return check(values, spec.required_secret_keys, source="pulumiEsc", where=where)
 
 
-def sync(spec: s.GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource,
+def sync(spec: GongWebhookSpec, namespace: str, get_secret: SecretGetter, esc: EscSource,
          synced_name: str = "") -> SyncResult:
     """``synced_name`` is the operator's own ``<name>-credentials`` Secret, which cannot be a source."""
     try:

@@ -14,6 +14,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.alias_generators import to_camel
 
+from gong_operator import derived_config
 from webhook_app import contract
 
 GROUP = "gong.sophia-ai.com"
@@ -25,18 +26,9 @@ SINGULAR = "gongwebhook"
 SHORT_NAMES = ("gw", "gongwh")
 CATEGORIES = ("gong",)
 
-# Config keys the operator derives from typed spec fields; `extraConfig` may set every other key.
-DERIVED_CONFIG_KEYS: frozenset[str] = frozenset(
-    {
-        contract.HOST, contract.PORT, contract.LOG_LEVEL, contract.REDIS_URL, contract.REDIS_STREAM,
-        contract.GONG_API_BASE_URL, contract.GONG_API_RATE_LIMIT, contract.GONG_API_BURST_LIMIT,
-        contract.GONG_WEBHOOK_AUTH_MODE, contract.GONG_WEBHOOK_PUBLIC_URL, contract.GONG_ENRICHMENT_ENABLED,
-        contract.GONG_API_DAILY_LIMIT, contract.GONG_ENRICHMENT_EXTENSIVE,
-        contract.SNOWFLAKE_WAREHOUSE, contract.SNOWFLAKE_DATABASE, contract.SNOWFLAKE_SCHEMA,
-        contract.SNOWFLAKE_ROLE,
-    }
-) & contract.CONFIG_KEYS
-EXTRA_CONFIG_KEYS: tuple[str, ...] = tuple(sorted(contract.CONFIG_KEYS - DERIVED_CONFIG_KEYS))
+# `extraConfig` may set every app setting the operator does not derive from typed spec fields (the
+# derived ones are listed once, in derived_config).
+EXTRA_CONFIG_KEYS: tuple[str, ...] = tuple(sorted(contract.CONFIG_KEYS - derived_config.DERIVED_CONFIG_KEYS))
 SECRET_KEY_NAMES: tuple[str, ...] = tuple(sorted(contract.SECRET_KEYS))
 DEFAULT_REQUIRED_KEYS: tuple[str, ...] = tuple(
     k for k in (contract.GONG_API_KEY, contract.GONG_API_SECRET, contract.SNOWFLAKE_ACCOUNT, contract.SNOWFLAKE_USER)
