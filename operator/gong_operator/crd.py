@@ -2,6 +2,7 @@
 
     python -m gong_operator.crd > crds/gongwebhooks.yaml
     python -m gong_operator.crd --write     # crds/gongwebhooks.yaml and config/crd/bases/gongwebhooks.yaml
+    python -m gong_operator.reference_docs --write   # the same two files and the reference docs
 
 Pydantic emits JSON Schema 2020-12; Kubernetes wants a *structural* OpenAPI v3.0 subset. The
 conversion inlines ``$ref``s, turns ``Optional[X]`` into an optional ``X``, maps
@@ -242,16 +243,22 @@ def render() -> str:
 OUTPUTS = ("crds/gongwebhooks.yaml", "config/crd/bases/gongwebhooks.yaml")
 
 
+def write() -> None:
+    """Write the CRD to both places it is installed from."""
+    root = Path(__file__).resolve().parents[2]  # operator/gong_operator/crd.py -> repo root
+    for rel in OUTPUTS:
+        (root / rel).write_text(render())
+
+
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     if args == ["--write"]:
-        root = Path(__file__).resolve().parents[2]  # operator/gong_operator/crd.py -> repo root
-        for rel in OUTPUTS:
-            (root / rel).write_text(render())
-        # The CRD reference is generated from the same schema; keep it in step.
-        from gong_operator import reference_docs
-
-        return reference_docs.main(["--write"])
+        write()
+        # The CRD reference is generated from the same schema, by the module that documents it (which
+        # imports this one, so this one does not import it back).
+        sys.stderr.write("wrote the CRD; `python -m gong_operator.reference_docs --write` refreshes it and "
+                         "docs/crd-reference.md together\n")
+        return 0
     if args:
         sys.stderr.write("usage: python -m gong_operator.crd [--write]\n")
         return 2

@@ -1,7 +1,8 @@
 """Generate the reference docs from the code that defines them, so they cannot drift.
 
-    python -m gong_operator.reference_docs --write   # docs/crd-reference.md, docs/configuration.md
-    python -m gong_operator.reference_docs --check   # exit 1 if either file is stale
+    python -m gong_operator.reference_docs --write   # the CRD (as crd --write), docs/crd-reference.md,
+                                                     # docs/configuration.md
+    python -m gong_operator.reference_docs --check   # exit 1 if either doc is stale
 
 The CRD reference walks the schema the API server enforces (``crd.build_crd()``), not the
 pydantic models directly, so what it documents is exactly what `kubectl explain` shows and the
@@ -171,6 +172,8 @@ def main(argv: list[str] | None = None) -> int:
         print(__doc__, file=sys.stderr)
         return 2
     stale = []
+    if args == ["--write"]:
+        crd.write()  # the CRD reference documents this schema: write both from the same code
     for rel, which in OUTPUTS.items():
         path, text = ROOT / rel, render(which)
         if args == ["--write"]:
