@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -22,7 +19,7 @@ import redis.asyncio as aioredis
 from redis.exceptions import RedisError, ResponseError
 
 from webhook_app import streams
-from webhook_app.claims import ClaimKeeper
+from webhook_app.consumer import Backoff, Entry, StreamConsumer, as_str, consumer_name, sleep_until_stop
 from webhook_app.loader import dlq
 from webhook_app.metrics import Metrics
 from webhook_app.settings import AppSettings
@@ -44,20 +41,6 @@ SCHEMA_STATUS_TTL_SECONDS = 120
 
 class EntryError(Exception):
     """An entry that can never load as it is (undecodable fields)."""
-
-
-@dataclass(frozen=True, slots=True)
-class Entry:
-    entry_id: str
-    fields: dict[bytes, bytes]
-
-
-def consumer_name() -> str:
-    # Unique among live processes (several uvicorn workers share a pod's hostname). In a container
-    # the app is PID 1, so a container restarted in the same pod gets its old name back and reads its
-    # own pending entries at once (Loader.read_own_pending); a new pod or process waits for
-    # LOADER_CLAIM_IDLE_MS like any take-over.
-    return f"{socket.gethostname()}-{os.getpid()}"
 
 
 def _text(value: Any) -> str | None:
@@ -132,12 +115,17 @@ class Loader:
         self._metrics = metrics
         self._stream = settings.redis_stream
         self.consumer = consumer or consumer_name()
+        self._reader = StreamConsumer(
+            client, self._stream, streams.LOADER_GROUP, self.consumer,
+            batch_size=settings.loader_batch_size, block_ms=settings.loader_block_ms, role="loader", log=log,
+        )
         self._claim_cursor = "0-0"
         self._claim_interval = max(0.1, settings.loader_claim_idle_ms / 2000)
+        self._next_claim = 0.0
+        self._reread_own = False
         # Several heartbeats per claim-idle period, so one slow Redis round trip cannot let the
         # entries of a MERGE in flight look idle to other loaders.
         self._heartbeat_seconds = max(0.05, settings.loader_claim_idle_ms / 4000)
-        self._claims = ClaimKeeper(client)
         # Entries of the batch in hand that are not acknowledged yet; kept claimed while it loads.
         self._held: dict[str, Entry] = {}
         self._missing_tables: list[str] = []
@@ -162,61 +150,56 @@ class Loader:
         await self._until_ok(stop, self.ensure_group)
         await self._wait_for_tables(stop)
         await self._until_ok(stop, lambda: self._load_own_pending(stop))
-        next_claim = 0.0
-        reread_own = False
-        while not stop.is_set():
-            try:
-                if reread_own:
-                    # A batch whose ack failed while Redis was away is still ours: load it again
-                    # now (the MERGE absorbs it) rather than after claim-idle.
-                    await self._load_own_pending(stop)
-                    reread_own = False
-                if time.monotonic() >= next_claim:
-                    next_claim = time.monotonic() + self._claim_interval
-                    claimed = await self.reclaim()
-                    if claimed:
-                        await self.process(claimed, stop)
-                        continue
-                entries = await self.read()
-                if entries:
-                    await self.process(entries, stop)
-            except RedisError as exc:
-                log.warning("redis unavailable, loader waits", extra={"error": type(exc).__name__})
-                reread_own = True
-                await _sleep(stop, 1.0)
-            except Exception:
-                # A bug must not silently end loading while ingest keeps accepting: log and go
-                # on; whatever was in flight stays pending and is reclaimed.
-                log.exception("loader iteration failed")
-                await _sleep(stop, 1.0)
+        self._next_claim = 0.0
+        self._reread_own = False
+        await self._reader.run(stop, lambda: self._step(stop), on_redis_error=self._after_redis_error)
         log.info("loader stopped", extra={"consumer": self.consumer})
 
-    async def _until_ok(self, stop: asyncio.Event, action: Any) -> None:
-        delay = 0.5
+    async def _step(self, stop: asyncio.Event) -> None:
+        if self._reread_own:
+            # A batch whose ack failed while Redis was away is still ours: load it again
+            # now (the MERGE absorbs it) rather than after claim-idle.
+            await self._load_own_pending(stop)
+            self._reread_own = False
+        if time.monotonic() >= self._next_claim:
+            self._next_claim = time.monotonic() + self._claim_interval
+            claimed = await self.reclaim()
+            if claimed:
+                await self.process(claimed, stop)
+                return
+        entries = await self.read()
+        if entries:
+            await self.process(entries, stop)
+
+    def _after_redis_error(self) -> None:
+        self._reread_own = True
+
+    async def _until_ok(self, stop: asyncio.Event, action: Callable[[], Awaitable[None]]) -> None:
+        backoff = Backoff(0.5)
         while not stop.is_set():
             try:
                 await action()
                 return
             except (RedisError, SinkError) as exc:
                 log.warning("loader start-up step failed, retrying", extra={"error": str(exc)[:300]})
-                await _sleep(stop, delay)
-                delay = min(delay * 2, 10.0)
+                await sleep_until_stop(stop, backoff.delay)
+                backoff.grow(10.0)
 
     async def _wait_for_tables(self, stop: asyncio.Event) -> None:
         """Until the tables exist: the loader runs no DDL, it only checks (one query per connection)."""
-        delay = 0.5
+        backoff = Backoff(0.5)
         while not stop.is_set():
             try:
                 await asyncio.to_thread(self._sink.check_tables)
             except MissingTables as exc:
                 await self._report_missing_tables(exc)
-                await _sleep(stop, SCHEMA_RECHECK_SECONDS)
+                await sleep_until_stop(stop, SCHEMA_RECHECK_SECONDS)
                 continue
             except SinkError as exc:
                 self._metrics.snowflake_errors.labels(kind="transient").inc()
                 log.warning("loader start-up step failed, retrying", extra={"error": str(exc)[:300]})
-                await _sleep(stop, delay)
-                delay = min(delay * 2, 10.0)
+                await sleep_until_stop(stop, backoff.delay)
+                backoff.grow(10.0)
                 continue
             await self._tables_present()
             return
@@ -250,40 +233,26 @@ class Loader:
     async def _load_own_pending(self, stop: asyncio.Event) -> None:
         """Entries this consumer name was delivered before a restart and never acknowledged: read
         them back at once (XREADGROUP from id 0) instead of waiting for LOADER_CLAIM_IDLE_MS."""
-        cursor = "0"
+        self._reader.reread_own()
         while not stop.is_set():
-            reply: Any = await self._redis.xreadgroup(
-                streams.LOADER_GROUP, self.consumer, {self._stream: cursor}, count=self._s.loader_batch_size,
-            )
-            items = [(i, f) for _, batch in reply or [] for i, f in batch]
-            if not items:
+            items = await self._reader.next_own()
+            if items is None:
                 return
-            last = items[-1][0]
-            cursor = last.decode() if isinstance(last, bytes) else str(last)
-            entries = await self._without_exhausted([_entry(i, f) for i, f in items if f])
+            entries = await self._without_exhausted([e for e in items if e.fields])
             if entries:
                 log.info("loading own pending entries after restart", extra={"events": len(entries)})
                 await self.process(entries, stop)
 
     async def read(self) -> list[Entry]:
-        reply: Any = await self._redis.xreadgroup(
-            streams.LOADER_GROUP, self.consumer, {self._stream: ">"},
-            count=self._s.loader_batch_size, block=self._s.loader_block_ms,
-        )
-        return [_entry(i, f) for _, items in reply or [] for i, f in items if f]
+        return [e for e in await self._reader.read_new() if e.fields]
 
     async def reclaim(self) -> list[Entry]:
         """Take over entries idle longer than LOADER_CLAIM_IDLE_MS (a dead consumer's, or our own
         failed ones); dead-letter those already delivered LOADER_MAX_DELIVERIES times."""
-        reply: Any = await self._redis.xautoclaim(
-            self._stream, streams.LOADER_GROUP, self.consumer, self._s.loader_claim_idle_ms,
-            start_id=self._claim_cursor, count=self._s.loader_batch_size,
-        )
-        cursor, items = reply[0], reply[1]
-        self._claim_cursor = cursor.decode() if isinstance(cursor, bytes) else str(cursor)
+        items, self._claim_cursor = await self._reader.reclaim(self._s.loader_claim_idle_ms, self._claim_cursor)
         if self._claim_cursor == "0-0":
             await self._forget_idle_consumers()
-        return await self._without_exhausted([_entry(i, f) for i, f in items if f])
+        return await self._without_exhausted([e for e in items if e.fields])
 
     async def _without_exhausted(self, entries: list[Entry]) -> list[Entry]:
         """Dead-letter the entries delivered more than LOADER_MAX_DELIVERIES times; return the rest."""
@@ -311,8 +280,7 @@ class Loader:
         # nothing and have been silent for an hour (DELCONSUMER on an empty PEL loses nothing).
         consumers: Any = await self._redis.xinfo_consumers(self._stream, streams.LOADER_GROUP)
         for consumer in consumers:
-            name = consumer.get("name")
-            name = name.decode() if isinstance(name, bytes) else str(name)
+            name = as_str(consumer.get("name"))
             if name != self.consumer and int(consumer.get("pending") or 0) == 0 and int(
                 consumer.get("idle") or 0
             ) > CONSUMER_FORGET_IDLE_MS:
@@ -326,8 +294,7 @@ class Loader:
         counts: dict[str, int] = {}
         for reply in replies:
             for item in reply:
-                mid = item["message_id"]
-                counts[mid.decode() if isinstance(mid, bytes) else str(mid)] = int(item["times_delivered"])
+                counts[as_str(item["message_id"])] = int(item["times_delivered"])
         return counts
 
     async def process(self, entries: list[Entry], stop: asyncio.Event) -> None:
@@ -361,7 +328,7 @@ class Loader:
     async def _load(
         self, chunk: list[tuple[Entry, EventRow]], extra: dict[str, list[Entry]], stop: asyncio.Event
     ) -> None:
-        delay = 0.5
+        backoff = Backoff(0.5)
         while True:
             try:
                 await self._merge([row for _, row in chunk])
@@ -382,12 +349,12 @@ class Loader:
                     return
                 log.warning(
                     "snowflake unavailable, holding batch",
-                    extra={"events": len(chunk), "error": str(exc)[:300], "retry_in": delay},
+                    extra={"events": len(chunk), "error": str(exc)[:300], "retry_in": backoff.delay},
                 )
                 if stop.is_set():
                     return  # left pending; another consumer (or our restart) reclaims it
-                await self._hold(stop, delay)
-                delay = min(delay * 2, 10.0)
+                await self._hold(stop, backoff.delay)
+                backoff.grow(10.0)
         if self._missing_tables:
             await self._tables_present()
         self._metrics.loader_batch_size.observe(len(chunk))
@@ -427,16 +394,11 @@ class Loader:
 
     async def _hold(self, stop: asyncio.Event, seconds: float) -> None:
         """Wait while keeping the batch claimed, so it is neither taken over nor pushed to the DLQ."""
-        deadline = time.monotonic() + seconds
-        while not stop.is_set() and (left := deadline - time.monotonic()) > 0:
-            await self._keep_claimed()
-            await _sleep(stop, min(left, self._heartbeat_seconds))
+        await self._reader.hold(stop, seconds, self._heartbeat_seconds, self._keep_claimed)
 
     async def _keep_claimed(self) -> None:
-        try:
-            lost = await self._claims.keep(self._stream, streams.LOADER_GROUP, self.consumer, list(self._held))
-        except RedisError:
-            return  # best effort; the next heartbeat tries again well within claim-idle
+        # Best effort: while Redis is away the next heartbeat tries again well within claim-idle.
+        lost = await self._reader.keep_claimed(list(self._held))
         if lost:
             # Only possible when Redis was unreachable for longer than claim-idle. The MERGE in
             # flight cannot be recalled; the one who took them over MERGEs them too, and the
@@ -458,14 +420,3 @@ class Loader:
         for entry_id in ids:
             self._held.pop(entry_id, None)
         self._metrics.loaded_events.inc(len(ids))
-
-
-def _entry(raw_id: Any, fields: dict[bytes, bytes]) -> Entry:
-    return Entry(raw_id.decode() if isinstance(raw_id, bytes) else str(raw_id), fields)
-
-
-async def _sleep(stop: asyncio.Event, seconds: float) -> None:
-    try:
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except TimeoutError:
-        pass
