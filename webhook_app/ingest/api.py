@@ -1,9 +1,11 @@
-"""The HTTP service: Gong webhook ingest, health, readiness and metrics.
+"""The HTTP adapter of the ingest process: Gong webhook route, health, readiness and metrics.
 
 The webhook route is served by a raw ASGI fast path in front of FastAPI (``IngestApp``): POST
-to the webhook path goes through ``RequestContext`` straight to ``_ingest``, which reads raw bytes
-and does its own checks; FastAPI's middleware stack and router (a third of the CPU per request
-under load, see bench/README.md) only serve the other routes, 404s and 405s.
+to the webhook path goes through ``RequestContext`` straight to ``WebhookEndpoint``, which hands the
+headers and a bounded body reader to ``accept.Acceptor`` and sends the ``Outcome`` as JSON; FastAPI's
+middleware stack and router (a third of the CPU per request under load, see bench/README.md) only
+serve the other routes, 404s and 405s. What a webhook means (verification, dedup, enqueue) lives in
+``accept.py``; nothing here decides it.
 """
 
 from __future__ import annotations
@@ -14,9 +16,8 @@ import string
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -26,11 +27,13 @@ from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
+from starlette.routing import Route
 
 from webhook_app import contract, stream_stats, streams
 from webhook_app.ingest import metrics_server
-from webhook_app.ingest.enqueue import Enqueuer, Event
-from webhook_app.ingest.jwt_verify import JwtVerifier, VerificationError, verify_url_key
+from webhook_app.ingest.accept import Acceptor, BodyIncomplete, BodyReader, BodyTooLarge
+from webhook_app.ingest.enqueue import Enqueuer
+from webhook_app.ingest.jwt_verify import JwtVerifier
 from webhook_app.keys import parse_public_keys, parse_public_url
 from webhook_app.logging_setup import request_id_var
 from webhook_app.metrics import Metrics
@@ -45,8 +48,6 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-MAX_CALL_ID_LENGTH = 128
-RETRY_AFTER_SECONDS = "5"
 _URL_KEY_ROUTE = contract.WEBHOOK_PATH + "/{key}"
 _URL_KEY_PREFIX = contract.WEBHOOK_PATH + "/"
 
@@ -57,10 +58,6 @@ def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = No
 
 def _error(status: int, reason: str, headers: dict[str, str] | None = None) -> Response:
     return _json(status, {"error": reason}, headers)
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -76,32 +73,21 @@ async def read_body(request: Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def extract_call(doc: Any) -> tuple[str, bool] | None:
-    """(call id, isTest) from a Gong webhook document, or None when it carries no usable call id."""
-    if not isinstance(doc, dict):
-        return None
-    call_data = doc.get("callData")
-    meta = call_data.get("metaData") if isinstance(call_data, dict) else None
-    call_id = meta.get("id") if isinstance(meta, dict) else None
-    if isinstance(call_id, bool):
-        return None
-    if isinstance(call_id, int):
-        call_id = str(call_id)
-    if not isinstance(call_id, str):
-        return None
-    call_id = call_id.strip()
-    if not call_id or len(call_id) > MAX_CALL_ID_LENGTH or not call_id.isprintable():
-        return None
-    return call_id, doc.get("isTest") is True
+def _body_reader(request: Request) -> BodyReader:
+    async def read(limit: int) -> bytes:
+        try:
+            return await read_body(request, limit)
+        except ClientDisconnect:
+            raise BodyIncomplete from None
+
+    return read
 
 
 @dataclass
 class AppState:
     settings: AppSettings
     metrics: Metrics
-    verifier: JwtVerifier | None = None
-    url_keys: list[str] = field(default_factory=list)
-    enqueuer: Enqueuer | None = None
+    acceptor: Acceptor
     redis: Any = None
     background: list[asyncio.Task[None]] = field(default_factory=list)
     stop: asyncio.Event = field(default_factory=asyncio.Event)
@@ -192,18 +178,24 @@ class IngestApp(FastAPI):
         await super().__call__(scope, receive, send)
 
 
-def _webhook_asgi(state: AppState) -> ASGIApp:
-    async def webhook(scope: Scope, receive: Receive, send: Send) -> None:
+class WebhookEndpoint:
+    """The one way into ``Acceptor.accept``: ASGI request in, its ``Outcome`` out as a JSON response."""
+
+    def __init__(self, acceptor: Acceptor) -> None:
+        self.acceptor = acceptor
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         request = Request(scope, receive)
         try:
-            response = await _ingest(state, request)
+            outcome = await self.acceptor.accept(
+                request.headers, _body_reader(request), request.path_params.get("key", "")
+            )
+            response = _json(outcome.status, outcome.body, outcome.headers)
         except Exception as exc:
             # What the app's catch-all exception handler does for the other routes.
             log.error("unhandled error", extra={"error_type": type(exc).__name__})
             response = _error(500, "internal_error")
         await response(scope, receive, send)
-
-    return webhook
 
 
 async def _missing_tables(state: AppState) -> list[str]:
@@ -217,29 +209,25 @@ async def _missing_tables(state: AppState) -> list[str]:
     return [str(t) for t in missing] if isinstance(missing, list) else []
 
 
-def create_app(
-    settings: AppSettings,
-    metrics: Metrics | None = None,
-    *,
-    run_loader: bool | None = None,
-) -> FastAPI:
-    metrics = metrics or Metrics()
-    state = AppState(settings=settings, metrics=metrics)
+def _acceptor(settings: AppSettings, metrics: Metrics) -> Acceptor:
     # Keys are parsed once here; a bad key already stopped start-up in settings validation.
     if settings.gong_webhook_auth_mode == "jwt":
         assert settings.gong_webhook_public_keys is not None and settings.gong_webhook_public_url is not None
-        state.verifier = JwtVerifier(
+        verifier = JwtVerifier(
             parse_public_keys(settings.gong_webhook_public_keys.get_secret_value()),
             parse_public_url(settings.gong_webhook_public_url),
         )
-    else:
-        state.url_keys = settings.url_keys()
-    with_loader = settings.run_loader_in_process if run_loader is None else run_loader
+        return Acceptor(settings, metrics, verifier=verifier)
+    return Acceptor(settings, metrics, url_keys=settings.url_keys())
+
+
+def _lifespan(state: AppState, with_loader: bool) -> Callable[[FastAPI], AbstractAsyncContextManager[None]]:
+    settings, metrics = state.settings, state.metrics
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         state.redis = make_client(settings)
-        state.enqueuer = Enqueuer(state.redis, settings.redis_stream, settings.dedup_ttl_seconds)
+        state.acceptor.enqueuer = Enqueuer(state.redis, settings.redis_stream, settings.dedup_ttl_seconds)
         await warn_if_not_durable(state.redis)
         metrics_listener = (await metrics_server.start(settings.host, settings.metrics_port, metrics.registry)
                             if settings.metrics_port else None)
@@ -265,19 +253,34 @@ def create_app(
                     log.error("background task failed", exc_info=result)
             await state.redis.aclose()
 
-    app = IngestApp(lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    return lifespan
+
+
+def create_app(
+    settings: AppSettings,
+    metrics: Metrics | None = None,
+    *,
+    run_loader: bool | None = None,
+) -> FastAPI:
+    metrics = metrics or Metrics()
+    state = AppState(settings=settings, metrics=metrics, acceptor=_acceptor(settings, metrics))
+    with_loader = settings.run_loader_in_process if run_loader is None else run_loader
+    app = IngestApp(lifespan=_lifespan(state, with_loader), docs_url=None, redoc_url=None, openapi_url=None)
     app.state.app_state = state
-    app.webhook_asgi = RequestContext(_webhook_asgi(state), metrics)
+    webhook = WebhookEndpoint(state.acceptor)
+    app.webhook_asgi = RequestContext(webhook, metrics)
     app.url_key_mode = settings.gong_webhook_auth_mode != "jwt"
+    # POSTs to these paths take the fast path above; the router knows them for its 405 answers.
+    if app.url_key_mode:
+        app.router.routes.append(Route(_URL_KEY_ROUTE, webhook, methods=["POST"]))
+    app.router.routes.append(Route(contract.WEBHOOK_PATH, webhook, methods=["POST"]))
+    _add_service_routes(app, state)
+    app.add_middleware(RequestContext, metrics=metrics)
+    return app
 
-    async def webhook(request: Request) -> Response:
-        return await _ingest(state, request)
 
-    if settings.gong_webhook_auth_mode == "jwt":
-        app.add_route(contract.WEBHOOK_PATH, webhook, methods=["POST"])
-    else:
-        app.add_route(_URL_KEY_ROUTE, webhook, methods=["POST"])
-        app.add_route(contract.WEBHOOK_PATH, webhook, methods=["POST"])
+def _add_service_routes(app: FastAPI, state: AppState) -> None:
+    """Health, readiness, metrics, and the JSON answers for errors on any route."""
 
     @app.get(contract.HEALTH_PATH)
     async def health() -> Response:
@@ -285,7 +288,7 @@ def create_app(
 
     @app.get(contract.READY_PATH)
     async def ready() -> Response:
-        keys_loaded = state.verifier is not None or bool(state.url_keys)
+        keys_loaded = state.acceptor.keys_loaded
         try:
             redis_ok = bool(await state.redis.ping())
         except (RedisError, OSError):
@@ -302,7 +305,7 @@ def create_app(
 
     @app.get(contract.METRICS_PATH)
     async def metrics_endpoint() -> Response:
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+        return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -313,72 +316,3 @@ def create_app(
     async def unexpected(request: Request, exc: Exception) -> Response:
         log.error("unhandled error", extra={"error_type": type(exc).__name__})
         return _error(500, "internal_error")
-
-    app.add_middleware(RequestContext, metrics=metrics)
-    return app
-
-
-def _refused(state: AppState, exc: VerificationError) -> Response:
-    state.metrics.verification_failures.labels(reason=exc.reason).inc()
-    log.info("webhook refused", extra={"reason": exc.reason})
-    return _json(401, {"error": "unauthorized", "reason": exc.reason})
-
-
-async def _ingest(state: AppState, request: Request) -> Response:
-    settings, metrics = state.settings, state.metrics
-    # Authentication comes first, from the headers alone: an unauthenticated caller gets its 401
-    # before a byte of its body is read or hashed, and learns nothing about how the body would have
-    # been treated. Only the body hash needs the body, and it is checked right after reading.
-    claims: dict[str, Any] | None = None
-    try:
-        if state.verifier is not None:
-            claims = state.verifier.verify_token(request.headers.get("authorization"))
-        else:
-            verify_url_key(request.path_params.get("key", ""), state.url_keys)
-    except VerificationError as exc:
-        return _refused(state, exc)
-    try:
-        body = await read_body(request, settings.max_body_bytes)
-    except BodyTooLarge:
-        return _error(413, "body_too_large")
-    except ClientDisconnect:
-        return _error(400, "client_disconnected")
-    if claims is not None:
-        try:
-            JwtVerifier.verify_body(claims, body)
-        except VerificationError as exc:
-            return _refused(state, exc)
-
-    try:
-        doc = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        metrics.events.labels(outcome="rejected").inc()
-        return _error(400, "invalid_json")
-    call = extract_call(doc)
-    if call is None:
-        metrics.events.labels(outcome="rejected").inc()
-        return _error(422, "missing_call_id")
-    call_id, is_test = call
-    event_id = settings.event_id(call_id)
-
-    assert state.enqueuer is not None
-    started = time.perf_counter()
-    try:
-        entry_id = await state.enqueuer.enqueue(
-            Event(
-                event_id=event_id, call_id=call_id, is_test=is_test,
-                received_at=datetime.now(UTC).isoformat(), request_id=request_id_var.get() or "",
-                body=body,
-            )
-        )
-    except (RedisError, OSError) as exc:
-        log.warning("redis cannot take the write", extra={"error": type(exc).__name__})
-        return _error(503, "queue_unavailable", {"Retry-After": RETRY_AFTER_SECONDS})
-    metrics.enqueue_seconds.observe(time.perf_counter() - started)
-    if entry_id is None:
-        metrics.events.labels(outcome="duplicate").inc()
-        log.info("webhook duplicate", extra={"call_id": call_id})
-        return _json(200, {"status": "duplicate", "callId": call_id, "eventId": event_id})
-    metrics.events.labels(outcome="accepted").inc()
-    log.info("webhook accepted", extra={"call_id": call_id, "entry_id": entry_id})
-    return _json(202, {"status": "accepted", "callId": call_id, "eventId": event_id})
