@@ -233,8 +233,10 @@ class Kube:
         try:
             listing = self.request("GET", kind.base())
             found = any(r.get("name") == kind.plural for r in (listing or {}).get("resources", []))
+        except NotFound:  # the group/version is not served at all
+            found = False
         except KubeError as e:
-            if not isinstance(e, NotFound) and e.status != 503:  # 503: an aggregated API that is down
+            if e.status != 503:  # 503: an aggregated API whose backend is down
                 raise
             found = False
         self._served[kind] = (now, found)
