@@ -26,7 +26,7 @@ RBAC = ROOT / "config" / "rbac"
 WRITER = "gong-webhook-operator-secrets-writer"
 
 # (apiGroup, resource[/subresource], verb) the operator uses, everywhere. Each is used by code in
-# operator/gong_operator (kube.py verbs, handlers.py watches, Kopf's peering) - docs/security.md lists why.
+# operator/gong_operator (kube.py verbs, registration.py watches, Kopf's peering) - docs/security.md lists why.
 _CHILDREN_APPLIED = ("get", "list", "watch", "create", "patch")
 NEEDED_EVERYWHERE: frozenset[tuple[str, str, str]] = frozenset({
     *(("gong.sophia-ai.com", "gongwebhooks", v) for v in ("get", "list", "watch")),
