@@ -8,12 +8,11 @@ ARG PYTHON_IMAGE=python:3.11.7-slim-bookworm
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 COPY pyproject.toml requirements.lock README.md ./
-# Dependencies first, against empty package stubs, so that a source change rebuilds only the
-# project's own wheel and the dependency layers below stay cached.
-RUN mkdir -p operator/gong_operator webhook_app \
-    && touch operator/gong_operator/__init__.py webhook_app/__init__.py \
-    && pip wheel --no-cache-dir --wheel-dir /wheels/deps --constraint requirements.lock . \
-    && rm -f /wheels/deps/gong_webhook_operator-*.whl && rm -rf operator webhook_app
+# Dependencies first (the list in pyproject.toml, pinned by the lock), so that a source change
+# rebuilds only the project's own wheel and the dependency layers below stay cached.
+RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" \
+        > /tmp/requirements.txt \
+    && pip wheel --no-cache-dir --wheel-dir /wheels/deps --constraint requirements.lock -r /tmp/requirements.txt
 COPY operator ./operator
 COPY webhook_app ./webhook_app
 RUN pip wheel --no-cache-dir --no-deps --wheel-dir /wheels/project .
