@@ -35,7 +35,9 @@ def node_fakesnow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fakesnow
     server.stop()
 
 
-@pytest.fixture(scope="session")
+# Package scope: the session's operator process is started again as soon as the last node test is done,
+# since the suites after this one (tests/security, ...) use it.
+@pytest.fixture(scope="package")
 def node_operator(cluster: Any, real_node: dict[str, Any], operator: Any) -> Iterator[None]:
     """The in-cluster operator is the one reconciling while these tests run: the session's operator
     process (tests/conftest.py, shared with the other suites) stops meanwhile, so that peering cannot
