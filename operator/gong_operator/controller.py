@@ -173,7 +173,18 @@ class Controller:
                 log.info("peering is in place now: %s", "the operator can work once Kopf sees it")
             self.peering_problem = problem
             metrics.PEERING_READY.set(0 if problem else 1)
+            if not problem:
+                await asyncio.to_thread(self._check_gate)
             await asyncio.sleep(self.peering_check_seconds)
+
+    def _check_gate(self) -> None:
+        """Asks the gate with no work at hand, so that gong_operator_active (which the gate sets) follows
+        the peering: a replica that Kopf paused gets no keys, and its gauge would say 1 until its next
+        resync; one that Kopf resumed would say 0 until its first reconcile."""
+        try:
+            self.gate(self.settings.namespaces[0] if self.settings.namespaces else "")
+        except Exception:  # API server unreachable: the next check (or reconcile) asks again
+            log.debug("peering gate check failed", exc_info=True)
 
     async def _worker(self, slot: int) -> None:
         while True:
@@ -202,7 +213,7 @@ class Controller:
             log.debug("not the active peer; skipping %s/%s", *key)
             return
         try:
-            outcome: Outcome = await asyncio.to_thread(self.reconciler.reconcile, *key)
+            outcome: Outcome = await asyncio.to_thread(self._reconcile, key, trigger)
         except Exception as e:  # an unexpected bug must not kill the worker
             log.error("reconcile of %s/%s crashed: %s", key[0], key[1], type(e).__name__, exc_info=True)
             metrics.RECONCILES.labels(trigger=trigger, result="error").inc()
@@ -224,8 +235,38 @@ class Controller:
         if outcome.requeue_after:
             self.queue.add_after(key, outcome.requeue_after, "refresh")
 
+    def _reconcile(self, key: Key, trigger: str) -> Outcome:
+        """In the worker thread, so that the reconcile's log line is written when it ends even if the
+        operator began stopping meanwhile (the awaiting task is cancelled then; the thread runs on)."""
+        started = time.monotonic()
+        outcome = self.reconciler.reconcile(*key)
+        if not outcome.gone:
+            _log_reconcile(key, trigger, outcome, time.monotonic() - started)
+        return outcome
+
     def _retry(self, key: Key) -> None:
         n = self.failures.get(key, 0) + 1
         self.failures[key] = n
         delay = min(self.settings.retry_max_seconds, self.settings.retry_base_seconds * 2 ** (n - 1))
         self.queue.add_after(key, delay * (0.8 + 0.4 * random.random()), "retry")  # noqa: S311 - jitter
+
+
+def _log_reconcile(key: Key, trigger: str, outcome: Outcome, seconds: float) -> None:
+    """One line per reconcile that wrote something (children, status) or failed, at INFO; a reconcile
+    that found everything as it should be only at DEBUG (the resync runs one per object every minute).
+    Names the generation it acted on and, in its fields, what it wrote: which replica did what, for
+    which generation, is in the log (tests/node/test_operator_ha.py reads it)."""
+    wrote = bool(outcome.applied or outcome.deleted or outcome.status_written)
+    result = "error" if outcome.error or outcome.retry else "success"
+    level = logging.INFO if wrote or result == "error" else logging.DEBUG
+    if not log.isEnabledFor(level):
+        return
+    did = [f"applied {', '.join(outcome.applied)}" if outcome.applied else "",
+           f"deleted {', '.join(outcome.deleted)}" if outcome.deleted else "",
+           "status written" if outcome.status_written else "",
+           f"error: {outcome.error}" if outcome.error else ""]
+    log.log(level, "reconciled %s/%s generation %d (trigger %s, %.3fs): %s", key[0], key[1], outcome.generation,
+            trigger, seconds, "; ".join(d for d in did if d) or "nothing to change",
+            extra={"gongwebhook": f"{key[0]}/{key[1]}", "generation": outcome.generation, "trigger": trigger,
+                   "result": result, "duration_seconds": round(seconds, 3), "applied": list(outcome.applied),
+                   "deleted": list(outcome.deleted), "status_written": outcome.status_written})

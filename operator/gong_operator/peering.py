@@ -47,31 +47,41 @@ def peering_kind(settings: OperatorSettings) -> kube.Kind:
 
 class PeeringGate:
     """Whether this replica is the active one. Watch events already stop when Kopf pauses; this gate
-    also stops the resync loop and queued retries of a paused replica."""
+    also stops the resync loop and queued retries of a paused replica.
+
+    Only "active" is remembered (for ``ttl`` seconds, saving a GET per reconcile); "not active" is
+    asked again every time. Kopf resumes a paused replica the moment it sees no live peer outranking it
+    and lists every object again; a "not active" from a moment before would drop all those keys, and
+    each object would wait for its next change or the resync (tests/node/test_operator_ha.py saw two
+    GongWebhooks created during a rollout wait 60 s). For the same reason a failed read raises (the
+    worker retries the key) instead of counting as "not active"; a missing peering object is "not
+    active" (Kopf does not run without it either)."""
 
     def __init__(self, client: kube.Kube, settings: OperatorSettings, identity: str, *, ttl: float = 5.0) -> None:
         self.kube = client
         self.settings = settings
         self.identity = identity
         self.ttl = ttl
-        self._cache: dict[str, tuple[float, bool]] = {}
+        self._active_since_check: dict[str, float] = {}  # scope -> monotonic time of the last "active"
+        if settings.standalone:
+            metrics.ACTIVE.set(1)
 
     def active(self, namespace: str) -> bool:
         if self.settings.standalone:
             return True
         scope = "" if self.settings.clusterwide else namespace
-        hit = self._cache.get(scope)
-        if hit and time.monotonic() - hit[0] < self.ttl:
-            return hit[1]
-        try:
-            obj = self.kube.get(peering_kind(self.settings), None if self.settings.clusterwide else namespace,
-                                self.settings.peering_name)
-        except kube.KubeError:
-            obj = None
+        checked = self._active_since_check.get(scope)
+        if checked is not None and time.monotonic() - checked < self.ttl:
+            return True
+        obj = self.kube.get(peering_kind(self.settings), None if self.settings.clusterwide else namespace,
+                            self.settings.peering_name)  # None when absent; other failures raise
         result = obj is not None and peer_is_active(
             (obj or {}).get("status") or {}, identity=self.identity, priority=self.settings.priority,
             now=dt.datetime.now(dt.UTC))
-        self._cache[scope] = (time.monotonic(), result)
+        if result:
+            self._active_since_check[scope] = time.monotonic()
+        else:
+            self._active_since_check.pop(scope, None)
         metrics.ACTIVE.set(1 if result else 0)
         return result
 

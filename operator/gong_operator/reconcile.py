@@ -54,6 +54,7 @@ class Outcome:
     secret_sources: tuple[tuple[str, str], ...] = ()
     requeue_after: float | None = None
     retry: bool = False  # retry with backoff although no reconcile error was recorded (a transient read)
+    generation: int = 0  # metadata.generation of the object this reconcile read (0 when it was gone)
 
 
 class ChildConflict(Exception):
@@ -125,7 +126,9 @@ class Reconciler:
             body = self.kube.get(GW, namespace, name)
             if body is None or body["metadata"].get("deletionTimestamp"):
                 return Outcome(gone=True)
-            return self._reconcile(body)
+            out = self._reconcile(body)
+            out.generation = int(body["metadata"].get("generation", 0))
+            return out
         finally:
             metrics.RECONCILE_DURATION.observe(time.monotonic() - started)
 

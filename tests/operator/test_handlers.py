@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import logging
 
 import pytest
 from pydantic import ValidationError
@@ -143,3 +144,71 @@ async def test_unreachable_api_server_in_the_peering_check_is_retried_and_keeps_
         assert len(reconciler.calls) == 2
     finally:
         await c.stop()
+
+
+class ScriptedReconciler:
+    def __init__(self, outcomes: list[Outcome]) -> None:
+        self.outcomes = outcomes
+
+    def reconcile(self, namespace: str, name: str) -> Outcome:
+        return self.outcomes.pop(0)
+
+
+async def test_a_reconcile_that_wrote_is_logged_with_its_generation_and_a_no_op_only_at_debug(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # tests/node/test_operator_ha.py tells from these lines which replica reconciled which generation.
+    reconciler = ScriptedReconciler([
+        Outcome(applied=["ConfigMap/a", "Deployment/a"], status_written=True, generation=3),
+        Outcome(generation=3),
+        Outcome(error="API request failed: 500 x", generation=4),
+    ])
+    c = Controller(reconciler, OperatorSettings(standalone=True, workers=1, resync_seconds=3600),  # type: ignore[arg-type]
+                   lambda ns: True)
+    with caplog.at_level(logging.DEBUG, logger="gong_operator.controller"):
+        for trigger in ("created", "child", "spec"):
+            await c._process(("team", "a"), trigger)
+    lines = [r for r in caplog.records if r.getMessage().startswith("reconciled ")]
+    assert [r.levelno for r in lines] == [logging.INFO, logging.DEBUG, logging.INFO]
+    assert lines[0].getMessage().startswith("reconciled team/a generation 3 (trigger created, ")
+    assert lines[0].getMessage().endswith("s): applied ConfigMap/a, Deployment/a; status written")
+    assert lines[1].getMessage().endswith("s): nothing to change")
+    assert lines[2].getMessage().endswith("s): error: API request failed: 500 x")
+    first = lines[0].__dict__
+    assert (first["gongwebhook"], first["generation"], first["trigger"], first["result"], first["applied"],
+            first["status_written"]) == ("team/a", 3, "created", "success", ["ConfigMap/a", "Deployment/a"], True)
+    assert first["duration_seconds"] >= 0
+    assert lines[2].__dict__["result"] == "error"
+    c.failures.clear()
+    c.queue.forget(("team", "a"))
+
+
+async def test_a_reconcile_still_running_when_the_operator_stops_is_logged_when_it_ends(
+        caplog: pytest.LogCaptureFixture) -> None:
+    # On SIGTERM Kopf cancels the workers while a reconcile may still run in its thread (the exit grace
+    # lets it finish): its writes happen, so its line must be written too.
+    import threading
+
+    release = threading.Event()
+    finished = threading.Event()
+
+    class Slow:
+        def reconcile(self, namespace: str, name: str) -> Outcome:
+            release.wait(5)
+            finished.set()
+            return Outcome(applied=["ConfigMap/a"], status_written=True, generation=7)
+
+    c = Controller(Slow(), OperatorSettings(standalone=True, workers=1, resync_seconds=3600),  # type: ignore[arg-type]
+                   lambda ns: True)
+    with caplog.at_level(logging.INFO, logger="gong_operator.controller"):
+        task = asyncio.create_task(c._process(("team", "a"), "spec"))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        release.set()
+        assert await asyncio.to_thread(finished.wait, 5)
+        for _ in range(100):
+            if any(r.getMessage().startswith("reconciled team/a generation 7") for r in caplog.records):
+                break
+            await asyncio.sleep(0.01)
+    assert any(r.getMessage().startswith("reconciled team/a generation 7 (trigger spec") for r in caplog.records)

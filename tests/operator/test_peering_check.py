@@ -105,3 +105,114 @@ def test_controller_logs_at_once_then_at_a_low_rate_and_fails_health(caplog: pyt
     assert seen[0] == (False, 0.0), "health and metric show the problem from the first check on"
     assert seen[-1] == (True, 1.0), "and recover once the peering is in place"
     assert any(r.levelno == logging.INFO and "peering is in place" in r.getMessage() for r in caplog.records)
+
+
+class PeeringKube:
+    """The peering object's status as the replicas' keep-alives leave it."""
+
+    def __init__(self) -> None:
+        self.status: dict[str, Any] = {}
+
+    def get(self, kind: k.Kind, ns: str | None, name: str) -> dict[str, Any] | None:
+        return {"metadata": {"name": name}, "status": dict(self.status)}
+
+
+def _active_gauge() -> float | None:
+    return REGISTRY.get_sample_value("gong_operator_active")
+
+
+def test_the_active_gauge_follows_the_peering_without_any_work() -> None:
+    # Found by tests/node/test_operator_ha.py: the gauge was set only when a reconcile asked the gate, so
+    # a replica that Kopf had paused (and so got no keys) kept saying 1, next to the new active one.
+    import datetime as dt
+
+    from gong_operator.peering import PeeringGate
+
+    settings = OperatorSettings(peering_name="gong-webhook-operator", priority=5, workers=1, resync_seconds=3600)
+    kube = PeeringKube()
+    gate = PeeringGate(kube, settings, "me@1", ttl=0)  # type: ignore[arg-type]
+
+    def higher_peer(alive: bool) -> None:
+        seen = dt.datetime.now(dt.UTC) - dt.timedelta(seconds=0 if alive else 120)
+        kube.status = {"other@1": {"priority": 9, "lifetime": 60, "lastseen": seen.isoformat()}}
+
+    async def scenario() -> list[float | None]:
+        c = Controller(NoReconcile(), settings, gate.active, peering_check=lambda: None,  # type: ignore[arg-type]
+                       peering_check_seconds=0.02)
+        seen = []
+        higher_peer(alive=False)
+        c.start()
+        await asyncio.sleep(0.1)
+        seen.append(_active_gauge())
+        higher_peer(alive=True)  # a peer with a higher priority appears: Kopf pauses us
+        await asyncio.sleep(0.1)
+        seen.append(_active_gauge())
+        higher_peer(alive=False)
+        await asyncio.sleep(0.1)
+        seen.append(_active_gauge())
+        await c.stop()
+        return seen
+
+    assert asyncio.run(scenario()) == [1.0, 0.0, 1.0]
+
+
+def test_a_failing_gate_check_keeps_the_peering_loop_running() -> None:
+    calls: list[str] = []
+
+    def failing_gate(namespace: str) -> bool:
+        calls.append(namespace)
+        raise OSError("connection refused")
+
+    async def scenario() -> bool:
+        c = Controller(NoReconcile(), OperatorSettings(workers=1, resync_seconds=3600),  # type: ignore[arg-type]
+                       failing_gate, peering_check=lambda: None, peering_check_seconds=0.01)
+        c.start()
+        for _ in range(500):
+            if len(calls) >= 3:
+                break
+            await asyncio.sleep(0.01)
+        ok = c.health().ok
+        await c.stop()
+        return ok
+
+    assert asyncio.run(scenario()), "a failing gate check must not end the peering loop"
+    assert calls[:3] == ["", "", ""]
+
+
+def test_standalone_is_active_from_the_start() -> None:
+    from gong_operator.peering import PeeringGate
+
+    PeeringGate(PeeringKube(), OperatorSettings(standalone=True), "me@1")  # type: ignore[arg-type]
+    assert _active_gauge() == 1.0
+
+
+def test_not_active_is_never_reused_so_a_resume_drops_no_keys() -> None:
+    # Found by tests/node/test_operator_ha.py: a standby that had just been told "not active" (cached for
+    # 5 s) was resumed by Kopf, which listed every GongWebhook; the workers dropped all those keys, and
+    # two objects created during the rollout were reconciled only by the resync a minute later.
+    import datetime as dt
+
+    from gong_operator.peering import PeeringGate
+
+    settings = OperatorSettings(peering_name="gong-webhook-operator", priority=5)
+    kube = PeeringKube()
+    gate = PeeringGate(kube, settings, "me@1", ttl=60)  # type: ignore[arg-type]
+    now = dt.datetime.now(dt.UTC).isoformat()
+    kube.status = {"other@1": {"priority": 9, "lifetime": 60, "lastseen": now}}
+    assert gate.active("") is False
+    kube.status = {}  # the other replica stopped and removed its keep-alive; Kopf resumes us
+    assert gate.active("") is True, "a 'not active' from a moment before must not be reused"
+    kube.status = {"other@1": {"priority": 9, "lifetime": 60, "lastseen": now}}
+    assert gate.active("") is True, "'active' is reused for the ttl (one GET per ttl, not per reconcile)"
+
+
+def test_a_failed_peering_read_raises_so_that_the_key_is_retried() -> None:
+    from gong_operator.peering import PeeringGate
+
+    class Refusing(PeeringKube):
+        def get(self, kind: k.Kind, ns: str | None, name: str) -> dict[str, Any] | None:
+            raise k.KubeError(503, "Service Unavailable", "")
+
+    gate = PeeringGate(Refusing(), OperatorSettings(peering_name="gong-webhook-operator"), "me@1")  # type: ignore[arg-type]
+    with pytest.raises(k.KubeError):
+        gate.active("")
