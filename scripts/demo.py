@@ -53,6 +53,9 @@ OPERATOR_HEALTH_PORT = OPERATOR_METRICS_PORT + 1
 N_WEBHOOKS = int(os.environ.get("DEMO_WEBHOOKS", "40"))
 # scripts/devcluster's real node: its name, and the host's address on the pod bridge.
 REAL_NODE, GATEWAY = "gwo-node", "10.88.0.1"
+# scripts/devcluster's stand-in network: fakesnow listens there on 443, routed off the node like
+# Snowflake, so the app reaches it through the egress rules of the NetworkPolicy the operator renders.
+WAN_NETNS, WAN_SNOWFLAKE, WAN_HTTPS_PORT = "gwo-wan", "10.89.0.2", 443
 NODE_ANNOTATIONS = {
     "scheduler.alpha.kubernetes.io/node-selector": "gong.dev/node=real",
     "scheduler.alpha.kubernetes.io/defaultTolerations":
@@ -68,6 +71,7 @@ class Target:
     base_url = f"http://127.0.0.1:{APP_PORT}"
     public_url = f"http://127.0.0.1:{APP_PORT}/webhooks/gong"
     fakesnow_host = "127.0.0.1"
+    fakesnow_port = FAKESNOW_PORT
 
 _T0 = time.monotonic()
 _step = 0
@@ -171,7 +175,7 @@ def snowflake_connect() -> Any:
     import snowflake.connector
 
     return snowflake.connector.connect(
-        account="demo", user="demo", password="demo-password", host=Target.fakesnow_host, port=FAKESNOW_PORT,
+        account="demo", user="demo", password="demo-password", host=Target.fakesnow_host, port=Target.fakesnow_port,
         protocol="http", database="SOPHIA_AI", schema="GONG_WEBHOOKS", warehouse="COMPUTE_WH",
     )
 
@@ -193,7 +197,7 @@ def start_control_plane() -> dict[str, str]:
     if node.returncode == 0 and any(c["type"] == "Ready" and c["status"] == "True"
                                     for c in json.loads(node.stdout)["status"]["conditions"]):
         Target.real = True
-        Target.fakesnow_host = GATEWAY
+        Target.fakesnow_host, Target.fakesnow_port = WAN_SNOWFLAKE, WAN_HTTPS_PORT
         (STATE / "real-node").touch()
         info_node = json.loads(node.stdout)["status"]["nodeInfo"]
         info(f"real node {REAL_NODE}: kubelet {info_node['kubeletVersion']}, {info_node['containerRuntimeVersion']}")
@@ -266,8 +270,8 @@ def start_backends(env: dict[str, str]) -> None:
     if not Target.real:
         start_local_backends()
         return
-    step(f"Redis as a pod behind Service redis (AOF always); fakesnow on the host ({GATEWAY}:{FAKESNOW_PORT}) behind "
-         "Service snowflake")
+    step(f"Redis as a pod behind Service redis (AOF always); fakesnow outside the cluster ({WAN_SNOWFLAKE}:"
+         f"{WAN_HTTPS_PORT}, the devcluster's stand-in network) behind Service snowflake")
     from tests.support import node
 
     class Kube:
@@ -279,10 +283,10 @@ def start_backends(env: dict[str, str]) -> None:
     node.deploy_redis(Kube(), NAMESPACE)
     if not alive("fakesnow"):
         (STATE / "fakesnow").mkdir(parents=True, exist_ok=True)
-        spawn("fakesnow", [str(VENV_BIN / "fakesnow"), "-s", "-p", str(FAKESNOW_PORT), "--host", GATEWAY,
-                           "-d", str(STATE / "fakesnow")])
-    wait_port(FAKESNOW_PORT, "fakesnow", 60, "fakesnow", host=GATEWAY)
-    node.snowflake_service(Kube(), NAMESPACE, FAKESNOW_PORT)
+        spawn("fakesnow", ["ip", "netns", "exec", WAN_NETNS, str(VENV_BIN / "fakesnow"), "-s",
+                           "-p", str(WAN_HTTPS_PORT), "--host", WAN_SNOWFLAKE, "-d", str(STATE / "fakesnow")])
+    wait_port(WAN_HTTPS_PORT, "fakesnow", 60, "fakesnow", host=WAN_SNOWFLAKE)
+    node.snowflake_service(Kube(), NAMESPACE)
 
 
 def start_local_backends() -> None:
@@ -339,7 +343,7 @@ def create_webhook(env: dict[str, str]) -> None:
     if Target.real:
         # In the cluster the app reaches Redis and the Snowflake stand-in through their Services.
         redis_url, sf_host, sf_port = "redis://redis:6379/0", "snowflake", "80"
-        migrate_schema({"SNOWFLAKE_HOST": GATEWAY, "SNOWFLAKE_PORT": str(FAKESNOW_PORT)})
+        migrate_schema({"SNOWFLAKE_HOST": WAN_SNOWFLAKE, "SNOWFLAKE_PORT": str(WAN_HTTPS_PORT)})
     else:
         redis_url, sf_host, sf_port = f"redis://127.0.0.1:{REDIS_PORT}/0", "localhost", str(FAKESNOW_PORT)
     cr = {
@@ -402,7 +406,8 @@ def show_pods(env: dict[str, str]) -> None:
 def save_target() -> None:
     (STATE / "target.json").write_text(json.dumps({"real": Target.real, "base_url": Target.base_url,
                                                    "public_url": Target.public_url,
-                                                   "fakesnow_host": Target.fakesnow_host}))
+                                                   "fakesnow_host": Target.fakesnow_host,
+                                                   "fakesnow_port": Target.fakesnow_port}))
 
 
 def load_target() -> None:
@@ -411,6 +416,7 @@ def load_target() -> None:
         saved = json.loads(f.read_text())
         Target.real, Target.base_url = saved["real"], saved["base_url"]
         Target.public_url, Target.fakesnow_host = saved["public_url"], saved["fakesnow_host"]
+        Target.fakesnow_port = saved.get("fakesnow_port", FAKESNOW_PORT)
 
 
 def start_app(env: dict[str, str]) -> None:

@@ -1,8 +1,9 @@
 """Fixtures of the real-node tests: pods that run the images built from our Dockerfiles.
 
 The operator runs in-cluster (config/without-monitoring, its own image, its ServiceAccount) on the
-real node; Redis runs as a pod behind Service ``redis`` in each test namespace; fakesnow runs on the
-host behind Service ``snowflake``. See tests/support/node.py.
+real node; Redis runs as a pod behind Service ``redis`` in each test namespace; fakesnow runs in the
+devcluster's stand-in network (a netns routed through the host) behind Service ``snowflake``. See
+tests/support/node.py.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ def real_node(cluster: Any) -> dict[str, Any]:
 
 @pytest.fixture(scope="session")
 def node_fakesnow(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakesnowServer]:
-    server = FakesnowServer(tmp_path_factory.mktemp("node-fakesnow"), host=n.GATEWAY, create_database="SOPHIA_AI")
+    server = FakesnowServer(tmp_path_factory.mktemp("node-fakesnow"), host=n.SNOWFLAKE_ADDRESS, port=n.HTTPS_PORT,
+                            netns=n.WAN_NETNS, create_database="SOPHIA_AI")
     yield server
     server.stop()
 
@@ -58,6 +60,6 @@ def node_namespace(cluster: Any, real_node: dict[str, Any], node_fakesnow: Fakes
     n.node_namespace(cluster, name)
     cluster.grant_operator_secret_writes(name)
     n.deploy_redis(cluster, name)
-    n.snowflake_service(cluster, name, node_fakesnow.port)
+    n.snowflake_service(cluster, name)
     yield name
     cluster.kubectl("delete", "namespace", name, "--wait=false", check=False)

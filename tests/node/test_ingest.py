@@ -17,29 +17,9 @@ from tests.support.cluster import wait_for
 from tests.support.gong import GongSigner, call_payload, new_private_key, public_key_pem
 from tests.support.load import WebhookLoad, assert_exactly_once
 from tests.support.servers import FakesnowServer
-from webhook_app.settings import AppSettings, load_settings
-from webhook_app.snowflake_sink import SnowflakeSink
 
 # The sample's Ingress host with TLS: the URL Gong signs, rendered into the app's config by the operator.
 PUBLIC_URL = "https://gong-webhooks.example.com/webhooks/gong"
-
-
-def loader_settings(fakesnow: FakesnowServer, schema: str) -> AppSettings:
-    """The admin's `gong-webhook-loader migrate` settings, from the host (the loader creates no tables)."""
-    return load_settings({"SNOWFLAKE_ACCOUNT": "node-account", "SNOWFLAKE_USER": "admin", "SNOWFLAKE_PASSWORD": "x",
-                          "SNOWFLAKE_DATABASE": "SOPHIA_AI", "SNOWFLAKE_SCHEMA": schema,
-                          "SNOWFLAKE_HOST": fakesnow.host, "SNOWFLAKE_PORT": str(fakesnow.port),
-                          "SNOWFLAKE_PROTOCOL": "http"}, for_ingest=False)
-
-
-def sf_query(fakesnow: FakesnowServer):  # type: ignore[no-untyped-def]
-    def query(sql: str) -> list[tuple[Any, ...]]:
-        conn = fakesnow.connect()
-        try:
-            return list(conn.cursor().execute(sql).fetchall())
-        finally:
-            conn.close()
-    return query
 
 
 class FreshConnectionLoad(WebhookLoad):
@@ -55,12 +35,7 @@ class FreshConnectionLoad(WebhookLoad):
 def ingest(cluster: Any, node_operator: None, node_namespace: str, node_fakesnow: FakesnowServer) -> dict[str, Any]:
     ns = node_namespace
     schema = f"GW_{uuid.uuid4().hex[:8].upper()}"
-    settings = loader_settings(node_fakesnow, schema)
-    sink = SnowflakeSink(settings)
-    try:
-        sink.migrate()
-    finally:
-        sink.close()
+    settings = n.migrate_schema(node_fakesnow, schema)
     key = new_private_key()
     n.apply(cluster, ns, [n.source_secret(public_key_pem(key), "pw-one-8Ks"), n.sample_cr(schema)])
     proc = cluster.kubectl("wait", "--for=condition=Ready", "--timeout=240s", "-n", ns, "gongwebhook/gong",
@@ -69,7 +44,7 @@ def ingest(cluster: Any, node_operator: None, node_namespace: str, node_fakesnow
     svc = n.get_json(cluster, "service", "gong", "-n", ns)
     port = next(p["port"] for p in svc["spec"]["ports"] if p["name"] == "http")
     return {"ns": ns, "settings": settings, "key": key, "base_url": f"http://{svc['spec']['clusterIP']}:{port}",
-            "query": sf_query(node_fakesnow)}
+            "query": n.sf_query(node_fakesnow)}
 
 
 def test_signed_webhooks_to_the_cluster_ip_land_once(ingest: dict[str, Any]) -> None:

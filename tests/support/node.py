@@ -7,8 +7,9 @@ unchanged. Those namespaces also enforce the ``restricted`` Pod Security Standar
 
 In-cluster services, the way a user's would be: Redis as a Deployment + Service ``redis`` (the
 image scripts/images builds from Debian's redis-server, AOF ``always``), and the Snowflake stand-in
-(fakesnow, a host process) behind a selector-less Service ``snowflake`` whose EndpointSlice points at
-the host's address on the pod bridge.
+(fakesnow) behind a selector-less Service ``snowflake`` whose EndpointSlice points at it in the
+devcluster's stand-in network (``WAN_NETNS``), on 443: traffic to it leaves the node as traffic to
+Snowflake would, under the NetworkPolicy the operator renders (kube-router enforces it).
 """
 
 from __future__ import annotations
@@ -16,17 +17,25 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
 import yaml
 
 from tests import secret_scan
+from tests.support.servers import FakesnowServer
+from webhook_app.settings import AppSettings, load_settings
+from webhook_app.snowflake_sink import SnowflakeSink
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_NODE = "gwo-node"
 NODE_KEY, NODE_VALUE = "gong.dev/node", "real"
 GATEWAY = "10.88.0.1"  # the host as pods see it (scripts/devcluster GATEWAY)
+# scripts/devcluster WAN_*: a network namespace routed through the host, the "internet" of SaaS stand-ins.
+WAN_NETNS = "gwo-wan"
+SNOWFLAKE_ADDRESS, GONG_API_ADDRESS = "10.89.0.2", "10.89.0.3"
+HTTPS_PORT = 443  # what the operator's NetworkPolicy allows for the Snowflake and Gong APIs
 NODE_ANNOTATIONS = {
     "scheduler.alpha.kubernetes.io/node-selector": f"{NODE_KEY}={NODE_VALUE}",
     "scheduler.alpha.kubernetes.io/defaultTolerations": json.dumps(
@@ -94,15 +103,16 @@ def deploy_redis(cluster: Kubectl, namespace: str) -> None:
     cluster.kubectl("rollout", "status", "-n", namespace, "deployment/redis", "--timeout=120s", timeout=150)
 
 
-def snowflake_service(cluster: Kubectl, namespace: str, host_port: int) -> None:
-    """Service ``snowflake`` (port 80) in front of the fakesnow process on the host."""
+def snowflake_service(cluster: Kubectl, namespace: str, address: str = SNOWFLAKE_ADDRESS,
+                      port: int = HTTPS_PORT) -> None:
+    """Service ``snowflake`` (port 80) in front of the fakesnow process in the stand-in network."""
     apply(cluster, namespace, [
         {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "snowflake"},
-         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": host_port, "protocol": "TCP"}]}},
+         "spec": {"ports": [{"name": "http", "port": 80, "targetPort": port, "protocol": "TCP"}]}},
         {"apiVersion": "discovery.k8s.io/v1", "kind": "EndpointSlice",
-         "metadata": {"name": "snowflake-host", "labels": {"kubernetes.io/service-name": "snowflake"}},
-         "addressType": "IPv4", "ports": [{"name": "http", "port": host_port, "protocol": "TCP"}],
-         "endpoints": [{"addresses": [GATEWAY], "conditions": {"ready": True}}]},
+         "metadata": {"name": "snowflake-external", "labels": {"kubernetes.io/service-name": "snowflake"}},
+         "addressType": "IPv4", "ports": [{"name": "http", "port": port, "protocol": "TCP"}],
+         "endpoints": [{"addresses": [address], "conditions": {"ready": True}}]},
     ])
 
 
@@ -163,3 +173,32 @@ def source_secret(public_keys: str, password: str) -> dict[str, Any]:
             "stringData": {"GONG_API_KEY": "node-key", "GONG_API_SECRET": "node-secret-Hx3",
                            "GONG_WEBHOOK_PUBLIC_KEYS": public_keys, "SNOWFLAKE_ACCOUNT": "node-account",
                            "SNOWFLAKE_USER": "loader", "SNOWFLAKE_PASSWORD": password}}
+
+
+def loader_settings(fakesnow: FakesnowServer, schema: str) -> AppSettings:
+    """The admin's `gong-webhook-loader migrate` settings, from the host (the loader creates no tables)."""
+    return load_settings({"SNOWFLAKE_ACCOUNT": "node-account", "SNOWFLAKE_USER": "admin", "SNOWFLAKE_PASSWORD": "x",
+                          "SNOWFLAKE_DATABASE": "SOPHIA_AI", "SNOWFLAKE_SCHEMA": schema,
+                          "SNOWFLAKE_HOST": fakesnow.host, "SNOWFLAKE_PORT": str(fakesnow.port),
+                          "SNOWFLAKE_PROTOCOL": "http"}, for_ingest=False)
+
+
+def migrate_schema(fakesnow: FakesnowServer, schema: str) -> AppSettings:
+    """Create the schema's tables as the admin does before the first CR (`gong-webhook-loader migrate`)."""
+    settings = loader_settings(fakesnow, schema)
+    sink = SnowflakeSink(settings)
+    try:
+        sink.migrate()
+    finally:
+        sink.close()
+    return settings
+
+
+def sf_query(fakesnow: FakesnowServer) -> Callable[[str], list[tuple[Any, ...]]]:
+    def query(sql: str) -> list[tuple[Any, ...]]:
+        conn = fakesnow.connect()
+        try:
+            return list(conn.cursor().execute(sql).fetchall())
+        finally:
+            conn.close()
+    return query

@@ -72,13 +72,17 @@ class FakesnowServer:
     ``host``: the address to listen on (the real node's pods reach the host at its bridge address).
     ``create_database``: a database to create once the server is up (fakesnow starts with none)."""
 
-    def __init__(self, workdir: Path, host: str = "127.0.0.1", create_database: str | None = None) -> None:
+    def __init__(self, workdir: Path, host: str = "127.0.0.1", create_database: str | None = None,
+                 netns: str | None = None, port: int | None = None) -> None:
         workdir.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.host = host
         self.log = open(workdir / "fakesnow.log", "wb")
+        # ``netns``: run inside that network namespace (the devcluster's stand-in network, where the
+        # real node's pods reach it the way they reach Snowflake: routed off the node).
+        prefix = ["ip", "netns", "exec", netns] if netns else []
         self.proc = subprocess.Popen(
-            [str(VENV_BIN / "fakesnow"), "-s", "-p", str(self.port), "--host", host], stdout=self.log,
+            [*prefix, str(VENV_BIN / "fakesnow"), "-s", "-p", str(self.port), "--host", host], stdout=self.log,
             stderr=subprocess.STDOUT, cwd=workdir,
         )
         wait_port(self.port, 60, host)
