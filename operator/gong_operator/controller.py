@@ -2,9 +2,11 @@
 
 The intake (``on_gongwebhook``, ``on_child``, ``on_secret``) only translates events into queue keys;
 every write happens in :meth:`gong_operator.reconcile.Reconciler.reconcile`, one object at a time,
-in worker threads. Also here: the periodic resync, retries with backoff, and the loop that keeps
-checking peering (:mod:`gong_operator.peering`). No Kopf here (:mod:`gong_operator.registration`
-attaches these methods to Kopf) and no API call of its own.
+in worker threads. Also here: the periodic resync, retries with backoff, the loop that keeps
+checking peering (:mod:`gong_operator.peering`), and :meth:`Controller.drain`, which stops handing out
+keys and waits for the reconciles in flight (on SIGTERM, before Kopf hands over the peering; see
+:mod:`gong_operator.shutdown`). No Kopf here (:mod:`gong_operator.registration` attaches these methods
+to Kopf) and no API call of its own.
 """
 
 from __future__ import annotations
@@ -48,7 +50,9 @@ class Controller:
         self._tasks: list[asyncio.Task[None]] = []
         # Worker slot -> (key, monotonic start) of the reconcile it runs now: what the stuck check reads.
         self._in_flight: dict[int, tuple[Key, float]] = {}
+        self._idle = asyncio.Event()  # set whenever the last reconcile in flight ends
         self._stopping = False
+        self._draining = False
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -69,6 +73,30 @@ class Controller:
         metrics.WORKERS_ALIVE.set_function(lambda: float(self.health().workers_alive))
         metrics.OLDEST_RECONCILE.set_function(lambda: self.health().oldest_reconcile_seconds)
         metrics.HEALTHY.set_function(lambda: 1.0 if self.health().ok else 0.0)
+
+    async def drain(self, within: float) -> bool:
+        """Stop handing out work, for good: no worker takes another key (keys stay queued), the resync
+        queues nothing, and a key whose peering check is under way is not reconciled. Then wait up to
+        ``within`` seconds for the reconciles in flight; True once none is left, False if some still
+        runs (a thread cannot be cancelled: it runs on, and the exit waits for it with a bound)."""
+        self._draining = True
+        if not self._in_flight:
+            return True
+        self._idle.clear()
+        try:
+            await asyncio.wait_for(self._idle.wait(), within)
+        except TimeoutError:
+            return False
+        return True
+
+    @property
+    def draining(self) -> bool:
+        return self._draining
+
+    @property
+    def in_flight(self) -> list[tuple[Key, float]]:
+        """(key, monotonic start) of each reconcile (peering check included) running now."""
+        return list(self._in_flight.values())
 
     async def stop(self) -> None:
         self._stopping = True
@@ -156,6 +184,8 @@ class Controller:
     async def _resync(self) -> None:
         while True:
             await asyncio.sleep(self.settings.resync_seconds)
+            if self._draining:
+                continue
             for key in list(self.known):
                 self.queue.add(key, "resync")
 
@@ -189,6 +219,11 @@ class Controller:
     async def _worker(self, slot: int) -> None:
         while True:
             key, trigger = await self.queue.get()
+            if self._draining:  # no more work: the key goes back, untouched; wait for stop() here
+                self.queue.done(key)
+                self.queue.add(key, trigger)
+                await self._parked()
+                continue
             metrics.QUEUE_DEPTH.set(len(self.queue))
             # Covers the peering check and the reconcile: both run in a thread the loop cannot cancel.
             self._in_flight[slot] = (key, time.monotonic())
@@ -200,6 +235,13 @@ class Controller:
             finally:
                 del self._in_flight[slot]
                 self.queue.done(key)
+                if not self._in_flight:
+                    self._idle.set()
+
+    @staticmethod
+    async def _parked() -> None:
+        """A draining worker waits here until :meth:`stop` cancels it (the process is leaving)."""
+        await asyncio.get_running_loop().create_future()
 
     async def _process(self, key: Key, trigger: str) -> None:
         try:
@@ -211,6 +253,9 @@ class Controller:
             return
         if not active:
             log.debug("not the active peer; skipping %s/%s", *key)
+            return
+        if self._draining:  # the drain began during the peering check
+            log.debug("stopping; not reconciling %s/%s", *key)
             return
         try:
             outcome: Outcome = await asyncio.to_thread(self._reconcile, key, trigger)

@@ -3,13 +3,15 @@
 Kopf runs the peering itself (keep-alives in a KopfPeering / ClusterKopfPeering object); this module
 only reads that object: :class:`PeeringGate` (also stops the resync loop and queued retries of a
 paused replica) and :func:`peering_problem` (a missing CRD or object, reported on /healthz). It never
-writes the peering object and never reconciles.
+writes the peering object and never reconciles. :func:`default_priority` is the priority a replica
+peers with unless ``--priority`` is given: the oldest replica wins.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import secrets
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,6 +24,30 @@ log = logging.getLogger("gong_operator.peering")
 CLUSTER_PEERING = kube.Kind("kopf.dev/v1", "ClusterKopfPeering", "clusterkopfpeerings", namespaced=False)
 NS_PEERING = kube.Kind("kopf.dev/v1", "KopfPeering", "kopfpeerings")
 PEERING_REMEDY = "apply config/peering (kubectl apply -k config/peering) or run with --standalone (one replica only)"
+
+
+# The random low digits of a default priority: two replicas started in the same millisecond still differ
+# (999 times in 1000; Kopf pauses every replica of a tie).
+PRIORITY_TIE_BREAK = 1000
+
+
+def start_priority(start_ms: int, tie_break: int) -> int:
+    """The peering priority of a replica started at ``start_ms`` (wall clock, ms since the epoch): the
+    earlier the start, the higher. Negative, so that any explicit ``--priority`` >= 0 (also ``kopf
+    freeze``, 100, and ``kopf run --dev``, 666) outranks every replica on the default; an int64 for
+    another 290,000 years, and below 2**53 (exact in any JSON reader) until 2255.
+
+    Kopf makes the highest live priority active, so with this a newly started replica (a rollout, a
+    container the kubelet restarted) never preempts one that runs: it peers paused and takes over only
+    when the older one leaves (its keep-alive removed on a graceful stop, or expired)."""
+    if not 0 <= tie_break < PRIORITY_TIE_BREAK:
+        raise ValueError(f"tie_break must be in [0, {PRIORITY_TIE_BREAK}): {tie_break}")
+    return -(start_ms * PRIORITY_TIE_BREAK + tie_break)
+
+
+def default_priority() -> int:
+    """:func:`start_priority` of this process, now (called once, as it starts), random low digits."""
+    return start_priority(time.time_ns() // 1_000_000, secrets.randbelow(PRIORITY_TIE_BREAK))
 
 
 def peer_is_active(status: Mapping[str, Any], *, identity: str, priority: int, now: dt.datetime) -> bool:
@@ -55,7 +81,11 @@ class PeeringGate:
     each object would wait for its next change or the resync (tests/node/test_operator_ha.py saw two
     GongWebhooks created during a rollout wait 60 s). For the same reason a failed read raises (the
     worker retries the key) instead of counting as "not active"; a missing peering object is "not
-    active" (Kopf does not run without it either)."""
+    active" (Kopf does not run without it either).
+
+    :meth:`release` (on SIGTERM/SIGINT, :mod:`gong_operator.shutdown`) makes every later answer "not
+    active", without asking: the replica is leaving and starts no reconcile, although Kopf still holds
+    its keep-alive until the reconciles in flight are done."""
 
     def __init__(self, client: kube.Kube, settings: OperatorSettings, identity: str, *, ttl: float = 5.0) -> None:
         self.kube = client
@@ -63,10 +93,23 @@ class PeeringGate:
         self.identity = identity
         self.ttl = ttl
         self._active_since_check: dict[str, float] = {}  # scope -> monotonic time of the last "active"
+        self._released = False
         if settings.standalone:
             metrics.ACTIVE.set(1)
 
+    def release(self) -> None:
+        """Stopping: "not active" from now on (also with --standalone), and the gauge says 0 at once."""
+        self._released = True
+        self._active_since_check.clear()
+        metrics.ACTIVE.set(0)
+
+    @property
+    def released(self) -> bool:
+        return self._released
+
     def active(self, namespace: str) -> bool:
+        if self._released:
+            return False
         if self.settings.standalone:
             return True
         scope = "" if self.settings.clusterwide else namespace
@@ -78,6 +121,8 @@ class PeeringGate:
         result = obj is not None and peer_is_active(
             (obj or {}).get("status") or {}, identity=self.identity, priority=self.settings.priority,
             now=dt.datetime.now(dt.UTC))
+        if self._released:  # released while this read was under way
+            return False
         if result:
             self._active_since_check[scope] = time.monotonic()
         else:

@@ -1,7 +1,8 @@
 """Kopf wiring: Kopf's settings spelled out, and the handlers attached to an explicit registry.
 
 Kopf owns the watches (GongWebhooks, the owned child kinds, Secrets), peering, liveness and login;
-each handler only hands its event to the :class:`~gong_operator.controller.Controller`. No
+each handler only hands its event to the :class:`~gong_operator.controller.Controller`; the startup
+handler also takes SIGTERM/SIGINT over from Kopf (:mod:`gong_operator.shutdown`: drain, then stop). No
 change-detecting handlers, timers or daemons are used, so Kopf never adds a finalizer or annotations
 to a GongWebhook: deleting one is left to the garbage collector. No module-level registry.
 """
@@ -16,6 +17,7 @@ import kopf
 from gong_operator import children, spec
 from gong_operator.controller import Controller
 from gong_operator.settings import OperatorSettings
+from gong_operator.shutdown import GracefulStop
 
 MANAGED_SELECTOR = {"app.kubernetes.io/managed-by": children.MANAGER}
 OWNED_RESOURCES: tuple[tuple[str, str, str], ...] = (
@@ -46,8 +48,10 @@ def kopf_settings(settings: OperatorSettings) -> kopf.OperatorSettings:
     return ks
 
 
-def register(registry: kopf.OperatorRegistry, controller: Controller, settings: OperatorSettings) -> None:
-    """Attach the watch handlers to an explicit registry (no module-level global state)."""
+def register(registry: kopf.OperatorRegistry, controller: Controller, settings: OperatorSettings,
+             graceful: GracefulStop | None = None) -> None:
+    """Attach the watch handlers to an explicit registry (no module-level global state). With
+    ``graceful``, the startup handler replaces Kopf's signal handlers with its drain."""
 
     @kopf.on.login(registry=registry)
     def _login(**kwargs: Any) -> kopf.ConnectionInfo | None:
@@ -57,6 +61,8 @@ def register(registry: kopf.OperatorRegistry, controller: Controller, settings: 
     @kopf.on.startup(registry=registry)
     async def _startup(**_: Any) -> None:
         controller.start()
+        if graceful is not None:
+            await graceful.take_over_signals()
 
     @kopf.on.cleanup(registry=registry)
     async def _cleanup(**_: Any) -> None:

@@ -21,7 +21,9 @@ class OperatorSettings(BaseSettings):
     liveness_endpoint: str | None = Field("http://0.0.0.0:8081/healthz", description="Kopf liveness endpoint.")
     standalone: bool = Field(False, description="No peering: this process is always active.")
     peering_name: str = Field("gong-webhook-operator", description="Kopf peering object name.")
-    priority: int = Field(0, description="Kopf peering priority; the highest live priority is active.")
+    priority: int = Field(
+        0, description="Kopf peering priority; the highest live priority is active (the CLI's default: "
+                       "gong_operator.peering.default_priority, the oldest replica wins).")
     peering_lifetime: int = Field(
         60, ge=10, le=3600,
         description="Seconds a keep-alive counts; a replica that dies silently is replaced after at most this.")
@@ -34,7 +36,8 @@ class OperatorSettings(BaseSettings):
     esc_allowed_hosts: tuple[str, ...] = Field(
         DEFAULT_ALLOWED_HOSTS, description="Hosts (or host:port) the operator may send Pulumi ESC access tokens to.")
     exit_grace_seconds: float = Field(
-        5.0, ge=0, description="After Kopf stops (SIGTERM): how long to wait for running reconciles before exiting.")
+        5.0, ge=0, description="SIGTERM/SIGINT: how long (from the signal) to wait for running reconciles, first "
+                               "before Kopf stops and hands the peering over, then before exiting without them.")
     stuck_reconcile_seconds: float = Field(
         300.0, gt=0, description="The liveness probe fails while one reconcile has run longer than this.")
 

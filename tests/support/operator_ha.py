@@ -10,12 +10,13 @@ What the tests need besides tests/support/node.py:
 * a second tag of the loaded operator image in the node's containerd (a "new" image to roll out);
 * the operator pods' JSON logs, followed from every pod for the whole test (:class:`LogStreams`), and
   what they say: the reconciles (the operator's ``reconciled <ns>/<name> generation N`` line, logged
-  for every reconcile that wrote something or failed; see gong_operator.controller._log_reconcile) and
+  for every reconcile that wrote something or failed; see gong_operator.controller._log_reconcile),
   Kopf's ``Resuming operations`` / ``Pausing operations`` lines, which start and end a replica's
-  active period;
+  active period, and the operator's drain lines on SIGTERM (gong_operator.shutdown), which end it too;
 * the checks over those (pure functions, so that they are tested on made-up logs too): reconciles of
   two replicas overlapping in time, a reconcile outside its replica's active period, a child applied
-  twice for one generation, active periods that overlap.
+  twice for one generation, active periods that overlap, and each hand-over's timing
+  (:func:`handovers`).
 """
 
 from __future__ import annotations
@@ -46,7 +47,12 @@ LIFETIME_SECONDS = 60
 RESUMING = "Resuming operations after the pause"
 PAUSING = "Pausing operations in favour of"
 RECONCILED = "reconciled "
-SIGNAL = "Signal "  # Kopf: "Signal SIGTERM is received. Operator is stopping."
+SIGNAL = "Signal "  # Kopf: "Signal SIGTERM is received. Operator is stopping." (after the drain)
+# The operator (gong_operator.shutdown), on the signal: it takes no new key from then on, waits for the
+# reconciles in flight, and only then lets Kopf stop (Kopf's Signal line) and remove the keep-alive.
+DRAINING = ("SIGTERM received: draining", "SIGINT received: draining")
+DRAINED = "drained in "
+NOT_DRAINED = "reconcile(s) still in flight after"
 
 
 class Cluster(Protocol):
@@ -373,9 +379,10 @@ class Period:
 
 def active_periods(lines: Iterable[LogLine], exits: dict[str, dt.datetime] | None = None) -> list[Period]:
     """Kopf's active periods per process: from ``Resuming operations`` to ``Pausing operations``, to
-    Kopf's ``Signal SIGTERM is received`` (it stops its watches and removes its keep-alive then; a
-    reconcile still running goes on, see :func:`overlapping_reconciles`) or to the process's end
-    (``exits``: e.g. a kill)."""
+    the operator's drain line on SIGTERM (it takes no new key from then on; the reconciles in flight
+    finish before Kopf stops, see :func:`handovers`), to Kopf's ``Signal SIGTERM is received`` where
+    no drain line came first (Kopf stops its watches and removes its keep-alive then) or to the
+    process's end (``exits``: e.g. a kill)."""
     exits = exits or {}
     by_process: dict[str, list[LogLine]] = defaultdict(list)
     for line in sorted(lines, key=lambda x: x.ts):
@@ -386,7 +393,7 @@ def active_periods(lines: Iterable[LogLine], exits: dict[str, dt.datetime] | Non
         for line in own:
             if line.message.startswith(RESUMING) and current is None:
                 current = Period(process, line.ts, None)
-            elif line.message.startswith((PAUSING, SIGNAL)) and current is not None:
+            elif line.message.startswith((PAUSING, SIGNAL, *DRAINING)) and current is not None:
                 paused = line.message.startswith(PAUSING)
                 current.end, current.ended_by = line.ts, "paused" if paused else "stopping"
                 current.paused_for = line.message if paused else ""
@@ -442,11 +449,75 @@ def outside_active_periods(found: list[Reconcile], periods: list[Period]) -> lis
     return [r for r in found if not any(p.process == r.process and p.started_within(r.start) for p in periods)]
 
 
+@dataclass(frozen=True)
+class Handover:
+    """One replica's active period ending (``old``) and the next one's beginning (``new``, None if
+    none began in the logs), with the stopping replica's drain."""
+
+    old: Period
+    new: Period | None
+    kopf_stopped: dt.datetime | None  # stopping: the old one's Kopf "Signal ... Operator is stopping." line
+    drained: bool | None  # stopping: all in flight finished (True), not (False); None: no drain line
+    last_reconcile_end: dt.datetime | None  # the old one's last reconcile (that wrote) begun in that period
+
+    @property
+    def drain_seconds(self) -> float | None:
+        """The signal (the drain line) -> Kopf told to stop."""
+        if self.old.ended_by != "stopping" or self.kopf_stopped is None or self.old.end is None:
+            return None
+        return (self.kopf_stopped - self.old.end).total_seconds()
+
+    @property
+    def resume_seconds(self) -> float | None:
+        """The old one's period end (its signal) -> the new one resumed."""
+        if self.new is None or self.old.end is None:
+            return None
+        return (self.new.start - self.old.end).total_seconds()
+
+    @property
+    def after_last_reconcile_seconds(self) -> float | None:
+        """The old one's last reconcile ended -> the new one resumed (negative: they overlapped)."""
+        if self.new is None or self.last_reconcile_end is None:
+            return None
+        return (self.new.start - self.last_reconcile_end).total_seconds()
+
+    def __str__(self) -> str:
+        def s(x: float | None) -> str:
+            return "-" if x is None else f"{x:.3f}s"
+
+        return (f"{self.old.process} ({self.old.ended_by} at {self.old.end.time() if self.old.end else '?'}) -> "
+                f"{self.new.process if self.new else 'nobody'}: drain {s(self.drain_seconds)} "
+                f"(all finished: {self.drained}), signal -> successor resumed {s(self.resume_seconds)}, "
+                f"last reconcile end -> successor resumed {s(self.after_last_reconcile_seconds)}")
+
+
+def handovers(lines: Iterable[LogLine], periods: list[Period], found: list[Reconcile]) -> list[Handover]:
+    """Each active period that ended while the process lived on (paused or stopping), with the first
+    period of another process that began at or after its end; for a stop, the drain that followed."""
+    ordered = sorted(lines, key=lambda x: x.ts)
+    out = []
+    for p in periods:
+        if p.end is None or p.ended_by not in ("paused", "stopping"):
+            continue
+        end = p.end
+        kopf_stopped, drained = None, None
+        if p.ended_by == "stopping":
+            own = [x for x in ordered if x.process == p.process and x.ts >= end]
+            kopf_stopped = next((x.ts for x in own if x.message.startswith(SIGNAL)), None)
+            drain = next((x for x in own if x.message.startswith((DRAINED, NOT_DRAINED))), None)
+            drained = None if drain is None else drain.message.startswith(DRAINED)
+        ends = [r.end for r in found if r.process == p.process and p.started_within(r.start)]
+        new = next((q for q in periods if q.process != p.process and q.start >= end), None)
+        out.append(Handover(p, new, kopf_stopped, drained, max(ends) if ends else None))
+    return out
+
+
 def in_flight_after_handover(found: list[Reconcile], periods: list[Period]) -> list[tuple[Reconcile, Period, float]]:
     """Reconciles that a replica started while active and that were still running when another replica
-    had become active (the seconds they ran on into its period). On SIGTERM Kopf removes the keep-alive
-    before the operator's cleanup cancels its workers, and a reconcile running in a thread then still
-    completes (--exit-grace-seconds), so the successor can resume meanwhile."""
+    had become active (the seconds they ran on into its period). Before the operator drained on
+    SIGTERM, Kopf removed the keep-alive before the operator's cleanup cancelled its workers, and a
+    reconcile running in a thread then still completed (--exit-grace-seconds) while the successor had
+    resumed; now none should (a drain that times out would show here)."""
     out = []
     for r in found:
         own = next((p for p in periods if p.process == r.process and p.started_within(r.start)), None)
@@ -483,7 +554,7 @@ def timeline(lines: Iterable[LogLine], since: dt.datetime, only: str | None = No
     out = []
     for line in sorted(lines, key=lambda x: x.ts):
         m = line.message
-        keep = m.startswith(("starting:", RESUMING, PAUSING, "Signal ")) or (
+        keep = m.startswith(("starting:", RESUMING, PAUSING, SIGNAL, *DRAINING, DRAINED, NOT_DRAINED)) or (
             m.startswith(RECONCILED) and (only is None or str(line.fields.get("gongwebhook", "")).startswith(only)))
         if keep and line.ts >= since:
             out.append(f"{(line.ts - since).total_seconds():+8.3f}s {line.process}: {m[:160]}")
