@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import httpx
+
 from tests.support import node as n
 from tests.support.cluster import condition
 
@@ -37,10 +39,16 @@ def test_samples_run_ready_on_the_real_node(cluster: Any, node_operator: None, n
             "print(os.getuid(), os.getgid(), w)")
         assert probe.stdout.split(None, 2) == ["1000", "1000", "Read-only file system\n"], probe.stdout
 
-    # The pods' own readiness endpoint answers through the Service from inside the cluster.
-    got = cluster.kubectl(
+    # The pods' readiness endpoint answers through the Service (from the node, which the policy admits)...
+    svc = n.get_json(cluster, "service", "gong", "-n", ns)
+    ready = httpx.get(f"http://{svc['spec']['clusterIP']}/ready", timeout=5)
+    assert '"redis":true' in ready.text.replace(" ", ""), ready.text
+    # ...but not from inside the namespace: the sample's NetworkPolicy admits only ingress-nginx to the
+    # webhook port, even the app's own pods (kube-router enforces it on the real node).
+    inside = cluster.kubectl(
         "exec", "-n", ns, running[0]["metadata"]["name"], "-c", "webhook", "--", "python", "-c",
-        "import urllib.request as u; print(u.urlopen('http://gong/ready', timeout=5).read().decode())")
-    assert '"redis":true' in got.stdout.replace(" ", ""), got.stdout
+        "import urllib.request as u\ntry:\n u.urlopen('http://gong/ready', timeout=5); print('open')\n"
+        "except OSError as e:\n print('refused', e)", check=False)
+    assert inside.stdout.startswith("refused"), inside.stdout + inside.stderr
     namespace = n.get_json(cluster, "namespace", ns)
     assert namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"] == "restricted"

@@ -135,7 +135,7 @@ def describe(cluster: Kubectl, namespace: str) -> str:
 
 def deploy_operator(cluster: Kubectl) -> None:
     """The operator in-cluster from its image, via config/without-monitoring as documented (2 replicas,
-    one active through Kopf peering, each with its own random priority)."""
+    one active through Kopf peering; the oldest replica outranks the newer ones)."""
     # The namespace exists before its pods, with the annotations that put them on the real node.
     cluster.kubectl("create", "namespace", "gong-system", check=False)
     cluster.kubectl("annotate", "--overwrite", "namespace", "gong-system",
